@@ -64,6 +64,10 @@ class ServerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process else None
+
     def log_tail(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
