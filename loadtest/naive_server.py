@@ -293,11 +293,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     embedded = None
     database_url = args.database_url
     if not database_url:
-        from loadtest.embedded_db import start_embedded_postgres
+        # The service's own helper, so both sides of the benchmark run the
+        # same PostgreSQL build with the same settings.
+        from persistence.embedded import start_embedded_postgres
 
         data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="naive-"))
-        embedded = start_embedded_postgres(data_dir / "pg")
-        database_url = embedded.uri
+        embedded = start_embedded_postgres(data_dir)
+        database_url = embedded.dsn
     try:
         asyncio.run(_serve_until_signalled(database_url, args.host, args.port, token, args.pool_size))
     finally:

@@ -184,6 +184,9 @@ async def run_one(
             processes=args.processes,
         )
         result = await run_load(spec)
+    # The servers keep their database on a clean stop; only the log is
+    # worth keeping, and ten runs of PostgreSQL data would fill /tmp.
+    shutil.rmtree(data_dir, ignore_errors=True)
     exit_code = server.returncode
     if exit_code not in (0, None):
         console.print(f"[yellow]{system} exited with {exit_code}; log: {log_path}")

@@ -14,10 +14,10 @@ import asyncpg
 import msgspec
 import pytest
 
-from loadtest.embedded_db import EmbeddedPostgres, start_embedded_postgres
 from loadtest.load_client import LoadResult, LoadSpec, OrderStream, run_load
 from loadtest.naive_server import start_naive
 from loadtest.server_process import free_port
+from persistence.embedded import EmbeddedPostgres, start_embedded_postgres
 
 TOKEN = "test-token"
 
@@ -29,7 +29,7 @@ DOCUMENTED_RESULT_FIELDS = {
 
 @pytest.fixture(scope="module")
 def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    db = start_embedded_postgres(tmp_path_factory.mktemp("loadtest-db") / "pg")
+    db = start_embedded_postgres(tmp_path_factory.mktemp("loadtest-db"))
     try:
         yield db
     finally:
@@ -73,7 +73,7 @@ async def _load_against_naive(
 
 def test_hot_sku_counts_every_order_and_stock_drops_by_accepted(database: EmbeddedPostgres) -> None:
     stock = {"hot-test-1": 150}
-    result, after = asyncio.run(_load_against_naive(database.uri, stock, total_orders=200, connections=8))
+    result, after = asyncio.run(_load_against_naive(database.dsn, stock, total_orders=200, connections=8))
 
     assert result.errors == 0, result.errors_by_kind
     assert result.accepted + result.refused == 200
@@ -84,7 +84,7 @@ def test_hot_sku_counts_every_order_and_stock_drops_by_accepted(database: Embedd
 
 def test_uniform_skus_stock_drops_by_accepted(database: EmbeddedPostgres) -> None:
     stock = {f"uni-test-{i:02d}": 6 for i in range(20)}
-    result, after = asyncio.run(_load_against_naive(database.uri, stock, total_orders=150, connections=16))
+    result, after = asyncio.run(_load_against_naive(database.dsn, stock, total_orders=150, connections=16))
 
     assert result.errors == 0, result.errors_by_kind
     assert result.accepted + result.refused == 150
@@ -95,7 +95,7 @@ def test_uniform_skus_stock_drops_by_accepted(database: EmbeddedPostgres) -> Non
 def test_several_generator_processes_merge_their_counts(database: EmbeddedPostgres) -> None:
     stock = {"multi-proc-1": 1_000}
     result, after = asyncio.run(
-        _load_against_naive(database.uri, stock, total_orders=101, connections=4, processes=2)
+        _load_against_naive(database.dsn, stock, total_orders=101, connections=4, processes=2)
     )
 
     assert result.errors == 0, result.errors_by_kind
@@ -105,7 +105,7 @@ def test_several_generator_processes_merge_their_counts(database: EmbeddedPostgr
 
 
 def test_result_has_documented_fields(database: EmbeddedPostgres) -> None:
-    result, _ = asyncio.run(_load_against_naive(database.uri, {"fields-1": 50}, total_orders=30, connections=4))
+    result, _ = asyncio.run(_load_against_naive(database.dsn, {"fields-1": 50}, total_orders=30, connections=4))
 
     encoded = msgspec.to_builtins(result)
     assert DOCUMENTED_RESULT_FIELDS <= set(encoded)
