@@ -215,7 +215,7 @@ async def _run_generator(spec: LoadSpec, index: int, barrier: object | None) -> 
         limit = _share(spec.total_orders, spec.processes, index) if spec.total_orders is not None else None
         deadline = time.perf_counter() + spec.duration_s if spec.duration_s is not None else None
         stream = OrderStream(spec.skus, f"{spec.seed}:{index}", prefix, spec.channel, spec.qty, limit, deadline)
-        machine = _MachineCpu()
+        machine = MachineCpu()
         tally, elapsed, cpu = await _run_phase(session, spec, connections, stream)
         machine_cpu_percent = machine.busy_percent()
     return _PartialResult(
@@ -310,7 +310,7 @@ def _merge(spec: LoadSpec, partials: list[_PartialResult]) -> LoadResult:
     )
 
 
-class _MachineCpu:
+class MachineCpu:
     """Busy share of all cores between two points in time."""
 
     def __init__(self) -> None:

@@ -1,0 +1,205 @@
+"""The event loop's door into the actors.
+
+Every method is a coroutine that tells the supervisor and awaits an asyncio
+Future the actors settle through `call_soon_threadsafe`: the loop never blocks
+on an actor. Orders that span several owners are coordinated here: each SKU is
+held in sorted order (so two such orders can never wait on each other), the
+order is committed in one transaction, and the holds are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from itertools import count
+from typing import Any
+
+import asyncpg
+import msgspec
+import pykka
+import structlog
+
+from actors.answers import Answer, error_answer, unavailable_answer
+from actors.batch_builder import single_order_batch
+from actors.messages import (
+    AdjustStock,
+    CancelOrder,
+    HoldSku,
+    NeedsCoordination,
+    OrderLine,
+    PlaceOrder,
+    ReleaseSku,
+    SetStock,
+    SkuHeld,
+    Unavailable,
+)
+from actors.replies import Reply
+from persistence.committer import DATABASE_ERRORS, Committed, Committer, Failed
+from persistence.stock_store import fetch_order
+
+log = structlog.get_logger("invsync.gateway")
+
+_coordinated_batch_ids = count(1_000_000_000)
+
+TIMEOUT_DETAIL = "no decision in time; the outcome is unknown, retry with the same order_id"
+
+
+class StockGateway:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        supervisor: Any,
+        committer: Committer,
+        pool: asyncpg.Pool,
+        timeout: float = 30.0,
+    ) -> None:
+        self._loop = loop
+        self._supervisor = supervisor
+        self._committer = committer
+        self._pool = pool
+        self._timeout = timeout
+        # (channel, order_id) -> (body hash, future of the first answer)
+        self._in_flight: dict[tuple[str, str], tuple[str, asyncio.Future]] = {}
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def _tell(self, message: Any) -> bool:
+        try:
+            self._supervisor.tell(message)
+            return True
+        except pykka.ActorDeadError:
+            return False
+
+    async def _ask(self, make: Any) -> Any:
+        """Tell the supervisor `make(reply)` and await the answer without blocking."""
+        reply = Reply(self._loop)
+        if not self._tell(make(reply)):
+            return unavailable_answer("the service is shutting down")
+        done, _ = await asyncio.wait({reply.future}, timeout=self._timeout)
+        if not done:
+            return None
+        return reply.future.result()
+
+    # --- orders ------------------------------------------------------------------------
+
+    async def place_order(
+        self,
+        channel: str,
+        order_id: str,
+        lines: tuple[OrderLine, ...],
+        body_hash: str,
+        take_available: bool = False,
+    ) -> Answer:
+        key = (channel, order_id)
+        running = self._in_flight.get(key)
+        if running is not None:
+            # The same order on another connection right now: one decision for both.
+            first_hash, first = running
+            if first_hash != body_hash:
+                return error_answer(
+                    422, "idempotency_conflict",
+                    f"order {order_id!r} on channel {channel!r} is being placed with a different body",
+                    "order_id",
+                )
+            answer = await asyncio.shield(first)
+            return msgspec.structs.replace(answer, replayed=True) if answer.status < 500 else answer
+        first = self._loop.create_future()
+        self._in_flight[key] = (body_hash, first)
+        try:
+            answer = await self._place(PlaceOrder(channel, order_id, lines, body_hash, None, take_available))
+        except BaseException:
+            answer = unavailable_answer(TIMEOUT_DETAIL)
+            raise
+        finally:
+            del self._in_flight[key]
+            if not first.done():
+                first.set_result(answer)
+        return answer
+
+    async def _place(self, order: PlaceOrder) -> Answer:
+        answer = await self._ask(lambda reply: msgspec.structs.replace(order, reply=reply))
+        if isinstance(answer, NeedsCoordination):
+            return await self._coordinate(order)
+        return answer if answer is not None else unavailable_answer(TIMEOUT_DETAIL)
+
+    async def cancel_order(self, channel: str, order_id: str) -> Answer:
+        try:
+            row = await fetch_order(self._pool, channel, order_id)
+        except DATABASE_ERRORS:
+            return unavailable_answer("the database is unavailable; nothing was changed")
+        if row is None:
+            return error_answer(404, "unknown_order", f"no order {order_id!r} on channel {channel!r}", "order_id")
+        if row["status"] == "cancelled":
+            return Answer(200, row["cancel_response"].encode(), replayed=True)
+        if row["status"] not in ("accepted", "oversold"):
+            return error_answer(409, "order_not_cancellable", f"the order is {row['status']}", "order_id")
+        lines = tuple(msgspec.json.decode(row["lines"], type=tuple[OrderLine, ...]))
+        cancel = CancelOrder(channel, order_id, lines, row["status"], None)
+        answer = await self._ask(lambda reply: msgspec.structs.replace(cancel, reply=reply))
+        if isinstance(answer, NeedsCoordination):
+            return await self._coordinate(cancel)
+        return answer if answer is not None else unavailable_answer(TIMEOUT_DETAIL)
+
+    # --- stock -------------------------------------------------------------------------
+
+    async def set_stock(self, sku: str, available: int, reason: str | None, if_match: int | None) -> Answer:
+        answer = await self._ask(lambda reply: SetStock(sku, available, reason, if_match, reply))
+        return answer if answer is not None else unavailable_answer(TIMEOUT_DETAIL)
+
+    async def adjust_stock(self, sku: str, delta: int, reason: str | None, if_match: int | None) -> Answer:
+        answer = await self._ask(lambda reply: AdjustStock(sku, delta, reason, if_match, reply))
+        return answer if answer is not None else unavailable_answer(TIMEOUT_DETAIL)
+
+    # --- orders spanning owners --------------------------------------------------------------
+
+    async def _hold(self, sku: str) -> SkuHeld | None:
+        reply = Reply(self._loop)
+        if not self._tell(HoldSku(sku, reply)):
+            return None
+        done, _ = await asyncio.wait({reply.future}, timeout=self._timeout)
+        if not done:
+            # Should the hold be granted after all, give it straight back.
+            reply.future.add_done_callback(_release_late_hold)
+            return None
+        held = reply.future.result()
+        return held if isinstance(held, SkuHeld) else None
+
+    async def _coordinate(self, op: PlaceOrder | CancelOrder) -> Answer:
+        held: dict[str, SkuHeld] = {}
+        outcome = None
+        try:
+            for sku in sorted(op.skus):
+                grant = await self._hold(sku)
+                if grant is None:
+                    return unavailable_answer("a stock owner did not answer; nothing was changed")
+                held[sku] = grant
+            reply = Reply(self._loop)
+            batch = single_order_batch(
+                msgspec.structs.replace(op, reply=reply),
+                {sku: h.state for sku, h in held.items()},
+                next(_coordinated_batch_ids),
+            )
+            outcome = await asyncio.shield(self._committer.run(batch))
+            return reply.future.result()
+        finally:
+            committed = {s.sku: s for s in outcome.states} if isinstance(outcome, Committed) else {}
+            for sku, grant in held.items():
+                if isinstance(outcome, Failed):
+                    state = None  # outcome unknown: the owner reloads it
+                else:
+                    state = committed.get(sku, grant.state)
+                try:
+                    grant.owner.tell(ReleaseSku(sku, state))
+                except pykka.ActorDeadError:
+                    pass
+
+
+def _release_late_hold(future: asyncio.Future) -> None:
+    held = future.result()
+    if isinstance(held, SkuHeld):
+        try:
+            held.owner.tell(ReleaseSku(held.sku, held.state))
+        except pykka.ActorDeadError:
+            pass
+
+
+__all__ = ["StockGateway", "Unavailable"]

@@ -1,0 +1,29 @@
+"""The aiohttp application: routes and middlewares, dependencies passed in."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from actors.gateway import StockGateway
+from api import health_routes, openapi, order_routes, stock_routes
+from api.app_keys import GATEWAY, POOL, READINESS, SERVICE_INFO
+from api.auth import bearer_auth
+from api.errors import error_middleware
+
+MAX_BODY = 1024 * 1024
+
+
+def build_app(
+    *, gateway: StockGateway, pool: asyncpg.Pool, token: str, readiness: dict, service_info: dict
+) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware, bearer_auth(token)])
+    app[GATEWAY] = gateway
+    app[POOL] = pool
+    app[READINESS] = readiness
+    app[SERVICE_INFO] = service_info
+    stock_routes.add_routes(app)
+    order_routes.add_routes(app)
+    health_routes.add_routes(app)
+    openapi.add_routes(app, service_info.get("version", "0"))
+    return app

@@ -1,0 +1,313 @@
+"""invsync: the composition root and the command line.
+
+Everything is built here and passed in; nothing else reads settings or
+creates long-lived objects. `invsync serve` runs the service, `invsync check`
+verifies a database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+VERSION = "0.1.0"
+
+
+# --- settings ------------------------------------------------------------------------
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".invsync")
+    database_url: str | None = None
+    shards: int = 16
+    hot_threshold: int = 200
+    hot_idle_seconds: int = 30
+    pool_size: int = 20
+    api_token: str | None = None
+    log_format: str = "auto"
+    extra: dict = field(default_factory=dict)
+
+
+def _add_database_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("INVSYNC_DATA_DIR", ".invsync")),
+        help="where the embedded PostgreSQL and the API token live (env INVSYNC_DATA_DIR; default ./.invsync)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="use this PostgreSQL instead of the embedded one (env DATABASE_URL)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="invsync", description="Event-driven inventory sync.")
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default=os.environ.get("INVSYNC_LOG_FORMAT", "auto"))
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the service")
+    _add_database_flags(serve)
+    serve.add_argument("--host", default=os.environ.get("INVSYNC_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=_env_int("INVSYNC_PORT", 8080))
+    serve.add_argument("--shards", type=int, default=_env_int("INVSYNC_SHARDS", 16), help="shard actors (default 16)")
+    serve.add_argument(
+        "--hot-threshold", type=int, default=_env_int("INVSYNC_HOT_THRESHOLD", 200),
+        help="mutations per second that give a SKU its own actor (default 200)",
+    )
+    serve.add_argument(
+        "--hot-idle-seconds", type=int, default=_env_int("INVSYNC_HOT_IDLE_SECONDS", 30),
+        help="idle seconds after which a hot SKU goes back to its shard (default 30)",
+    )
+    serve.add_argument("--pool-size", type=int, default=_env_int("INVSYNC_POOL_SIZE", 20), help="database connections")
+
+    check = commands.add_parser("check", help="verify the stored invariants of a database")
+    _add_database_flags(check)
+    return parser
+
+
+# --- logging --------------------------------------------------------------------------
+
+
+def configure_logging(fmt: str) -> None:
+    as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+# --- database ---------------------------------------------------------------------------
+
+
+class Database:
+    """The PostgreSQL we use: DATABASE_URL, or the embedded one in the data directory."""
+
+    def __init__(self, data_dir: Path, database_url: str | None) -> None:
+        self.data_dir = data_dir
+        self.database_url = database_url
+        self.embedded = None
+
+    @property
+    def kind(self) -> str:
+        return "external" if self.database_url else "embedded"
+
+    def start(self) -> str:
+        if self.database_url:
+            return self.database_url
+        from persistence.embedded import start_embedded_postgres
+
+        self.embedded = start_embedded_postgres(self.data_dir)
+        return self.embedded.dsn
+
+    def stop(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+            self.embedded = None
+
+
+def api_token(data_dir: Path) -> str:
+    """INVSYNC_API_TOKEN, or the one generated at first start and kept in the data directory."""
+    token = os.environ.get("INVSYNC_API_TOKEN")
+    if token:
+        return token
+    path = data_dir / "api_token"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    print(f"Generated API token (shown once, kept in {path}):\n  {token}", file=sys.stderr, flush=True)
+    return token
+
+
+# --- serve ------------------------------------------------------------------------------
+
+
+async def serve(args: argparse.Namespace) -> int:
+    import asyncpg
+    from aiohttp import web
+
+    from actors.gateway import StockGateway
+    from actors.messages import SkuState, Tick
+    from actors.routing import shard_of
+    from actors.stock_owner import StockOwner
+    from actors.supervisor import Supervisor
+    from api.app import build_app
+    from persistence.committer import Committer
+    from persistence.migrate import apply_migrations
+    from persistence.stock_store import load_states
+
+    log = structlog.get_logger("invsync")
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    database = Database(args.data_dir, args.database_url)
+    dsn = await asyncio.to_thread(database.start)
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=args.pool_size, command_timeout=15)
+    async with pool.acquire() as conn:
+        applied = await apply_migrations(conn)
+    if applied:
+        log.info("migrations applied", migrations=applied)
+    token = api_token(args.data_dir)
+
+    states = await load_states(pool)
+    partitions: list[dict[str, SkuState]] = [{} for _ in range(args.shards)]
+    for state in states:
+        partitions[shard_of(state.sku, args.shards)][state.sku] = state
+    log.info("stock recovered", skus=len(states), seconds=round(time.monotonic() - started, 3))
+    del states
+
+    committer = Committer(pool)
+
+    def owner_loader(kind: str, index: int, exclude: frozenset[str], only: str | None):
+        def load(skus):
+            wanted = [only] if skus is None and only is not None else skus
+            found = asyncio.run_coroutine_threadsafe(load_states(pool, wanted), loop).result(timeout=30)
+            if skus is None and only is None:
+                found = [s for s in found if shard_of(s.sku, args.shards) == index and s.sku not in exclude]
+            return found
+
+        return load
+
+    def start_owner(*, kind, index, states, supervisor, expect=(), exclude=frozenset(), only=None):
+        return StockOwner.start(
+            kind=kind,
+            index=index,
+            loop=loop,
+            submit=committer.submit,
+            load_states=owner_loader(kind, index, exclude, only),
+            supervisor=supervisor,
+            states=states,
+            expect=expect,
+        )
+
+    supervisor = Supervisor.start(
+        shards=args.shards,
+        start_owner=start_owner,
+        initial_states=partitions,
+        hot_threshold=args.hot_threshold,
+        hot_idle_seconds=args.hot_idle_seconds,
+    )
+    del partitions
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(1)
+            supervisor.tell(Tick())
+
+    ticker = asyncio.create_task(tick())
+    gateway = StockGateway(loop, supervisor, committer, pool)
+    readiness = {"recovered": False}
+    app = build_app(
+        gateway=gateway,
+        pool=pool,
+        token=token,
+        readiness=readiness,
+        service_info={"version": VERSION, "database": database.kind},
+    )
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port, backlog=1024)
+    await site.start()
+    readiness["recovered"] = True
+    log.info(
+        "invsync listening",
+        url=f"http://{args.host}:{args.port}",
+        database=database.kind,
+        startup_seconds=round(time.monotonic() - started, 3),
+        stop="press Ctrl+C or send SIGTERM",
+    )
+
+    await stop.wait()
+    log.info("stopping: draining requests")
+    readiness["recovered"] = False
+    await runner.cleanup()  # stops listening, waits for handlers in flight
+    ticker.cancel()
+    await loop.run_in_executor(None, lambda: supervisor.stop(block=True, timeout=30))
+    await pool.close()
+    await asyncio.to_thread(database.stop)
+    log.info("stopped")
+    return 0
+
+
+# --- check ------------------------------------------------------------------------------
+
+
+async def check(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from persistence.check import check_database
+    from persistence.migrate import apply_migrations
+
+    database = Database(args.data_dir, args.database_url)
+    dsn = await asyncio.to_thread(database.start)
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await apply_migrations(conn)
+            report = await check_database(conn)
+        finally:
+            await conn.close()
+    finally:
+        await asyncio.to_thread(database.stop)
+    orders = ", ".join(f"{n} {status}" for status, n in sorted(report.orders.items())) or "none"
+    print(f"{report.skus} SKUs, {report.events} stock events, orders: {orders}")
+    for v in report.violations[:200]:
+        print(f"VIOLATION {v.check}: {v.subject}: {v.detail}")
+    if report.ok:
+        print("OK: every invariant holds")
+        return 0
+    print(f"FAILED: {len(report.violations)} violations")
+    return 1
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_format)
+    if args.command == "serve":
+        return asyncio.run(serve(args))
+    if args.command == "check":
+        return asyncio.run(check(args))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
