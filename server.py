@@ -155,113 +155,136 @@ def api_token(data_dir: Path) -> str:
 # --- serve ------------------------------------------------------------------------------
 
 
+class Service:
+    """One node: pool, actors, HTTP server. Built from settings, started and stopped."""
+
+    def __init__(self, args: argparse.Namespace, dsn: str, database_kind: str, token: str) -> None:
+        self.args = args
+        self.dsn = dsn
+        self.database_kind = database_kind
+        self.token = token
+        self.port: int | None = None
+        self.supervisor = None
+        self._started = time.monotonic()
+
+    async def start(self) -> None:
+        import asyncpg
+        from aiohttp import web
+
+        from actors.gateway import StockGateway
+        from actors.messages import SkuState, Tick
+        from actors.routing import shard_of
+        from actors.stock_owner import StockOwner
+        from actors.supervisor import Supervisor
+        from api.app import build_app
+        from persistence.committer import Committer
+        from persistence.migrate import apply_migrations
+        from persistence.stock_store import load_states
+
+        args = self.args
+        log = structlog.get_logger("invsync")
+        loop = asyncio.get_running_loop()
+        self.pool = pool = await asyncpg.create_pool(self.dsn, min_size=2, max_size=args.pool_size, command_timeout=15)
+        async with pool.acquire() as conn:
+            applied = await apply_migrations(conn)
+        if applied:
+            log.info("migrations applied", migrations=applied)
+
+        states = await load_states(pool)
+        partitions: list[dict[str, SkuState]] = [{} for _ in range(args.shards)]
+        for state in states:
+            partitions[shard_of(state.sku, args.shards)][state.sku] = state
+        log.info("stock recovered", skus=len(states), seconds=round(time.monotonic() - self._started, 3))
+        del states
+
+        self.committer = committer = Committer(pool)
+
+        def owner_loader(index: int, exclude: frozenset[str], only: str | None):
+            def load(skus):
+                wanted = [only] if skus is None and only is not None else skus
+                found = asyncio.run_coroutine_threadsafe(load_states(pool, wanted), loop).result(timeout=30)
+                if skus is None and only is None:
+                    found = [s for s in found if shard_of(s.sku, args.shards) == index and s.sku not in exclude]
+                return found
+
+            return load
+
+        def start_owner(*, kind, index, states, supervisor, expect=(), exclude=frozenset(), only=None):
+            return StockOwner.start(
+                kind=kind,
+                index=index,
+                loop=loop,
+                submit=committer.submit,
+                load_states=owner_loader(index, exclude, only),
+                supervisor=supervisor,
+                states=states,
+                expect=expect,
+            )
+
+        self.supervisor = supervisor = Supervisor.start(
+            shards=args.shards,
+            start_owner=start_owner,
+            initial_states=partitions,
+            hot_threshold=args.hot_threshold,
+            hot_idle_seconds=args.hot_idle_seconds,
+        )
+        del partitions
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(1)
+                supervisor.tell(Tick())
+
+        self._ticker = asyncio.create_task(tick())
+        self.gateway = StockGateway(loop, supervisor, committer, pool)
+        self.readiness = {"recovered": False}
+        app = build_app(
+            gateway=self.gateway,
+            pool=pool,
+            token=self.token,
+            readiness=self.readiness,
+            service_info={"version": VERSION, "database": self.database_kind},
+        )
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, args.host, args.port, backlog=1024)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        self.readiness["recovered"] = True
+        log.info(
+            "invsync listening",
+            url=f"http://{args.host}:{self.port}",
+            database=self.database_kind,
+            startup_seconds=round(time.monotonic() - self._started, 3),
+            stop="press Ctrl+C or send SIGTERM",
+        )
+
+    async def stop(self) -> None:
+        log = structlog.get_logger("invsync")
+        log.info("stopping: draining requests")
+        self.readiness["recovered"] = False
+        await self._runner.cleanup()  # stops listening, waits for handlers in flight
+        self._ticker.cancel()
+        supervisor = self.supervisor
+        await asyncio.get_running_loop().run_in_executor(None, lambda: supervisor.stop(block=True, timeout=30))
+        await self.pool.close()
+        log.info("stopped")
+
+
 async def serve(args: argparse.Namespace) -> int:
-    import asyncpg
-    from aiohttp import web
-
-    from actors.gateway import StockGateway
-    from actors.messages import SkuState, Tick
-    from actors.routing import shard_of
-    from actors.stock_owner import StockOwner
-    from actors.supervisor import Supervisor
-    from api.app import build_app
-    from persistence.committer import Committer
-    from persistence.migrate import apply_migrations
-    from persistence.stock_store import load_states
-
-    log = structlog.get_logger("invsync")
     loop = asyncio.get_running_loop()
-    started = time.monotonic()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-
     database = Database(args.data_dir, args.database_url)
     dsn = await asyncio.to_thread(database.start)
-    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=args.pool_size, command_timeout=15)
-    async with pool.acquire() as conn:
-        applied = await apply_migrations(conn)
-    if applied:
-        log.info("migrations applied", migrations=applied)
-    token = api_token(args.data_dir)
-
-    states = await load_states(pool)
-    partitions: list[dict[str, SkuState]] = [{} for _ in range(args.shards)]
-    for state in states:
-        partitions[shard_of(state.sku, args.shards)][state.sku] = state
-    log.info("stock recovered", skus=len(states), seconds=round(time.monotonic() - started, 3))
-    del states
-
-    committer = Committer(pool)
-
-    def owner_loader(kind: str, index: int, exclude: frozenset[str], only: str | None):
-        def load(skus):
-            wanted = [only] if skus is None and only is not None else skus
-            found = asyncio.run_coroutine_threadsafe(load_states(pool, wanted), loop).result(timeout=30)
-            if skus is None and only is None:
-                found = [s for s in found if shard_of(s.sku, args.shards) == index and s.sku not in exclude]
-            return found
-
-        return load
-
-    def start_owner(*, kind, index, states, supervisor, expect=(), exclude=frozenset(), only=None):
-        return StockOwner.start(
-            kind=kind,
-            index=index,
-            loop=loop,
-            submit=committer.submit,
-            load_states=owner_loader(kind, index, exclude, only),
-            supervisor=supervisor,
-            states=states,
-            expect=expect,
-        )
-
-    supervisor = Supervisor.start(
-        shards=args.shards,
-        start_owner=start_owner,
-        initial_states=partitions,
-        hot_threshold=args.hot_threshold,
-        hot_idle_seconds=args.hot_idle_seconds,
-    )
-    del partitions
-
-    async def tick() -> None:
-        while True:
-            await asyncio.sleep(1)
-            supervisor.tell(Tick())
-
-    ticker = asyncio.create_task(tick())
-    gateway = StockGateway(loop, supervisor, committer, pool)
-    readiness = {"recovered": False}
-    app = build_app(
-        gateway=gateway,
-        pool=pool,
-        token=token,
-        readiness=readiness,
-        service_info={"version": VERSION, "database": database.kind},
-    )
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port, backlog=1024)
-    await site.start()
-    readiness["recovered"] = True
-    log.info(
-        "invsync listening",
-        url=f"http://{args.host}:{args.port}",
-        database=database.kind,
-        startup_seconds=round(time.monotonic() - started, 3),
-        stop="press Ctrl+C or send SIGTERM",
-    )
-
-    await stop.wait()
-    log.info("stopping: draining requests")
-    readiness["recovered"] = False
-    await runner.cleanup()  # stops listening, waits for handlers in flight
-    ticker.cancel()
-    await loop.run_in_executor(None, lambda: supervisor.stop(block=True, timeout=30))
-    await pool.close()
-    await asyncio.to_thread(database.stop)
-    log.info("stopped")
+    try:
+        service = Service(args, dsn, database.kind, api_token(args.data_dir))
+        await service.start()
+        await stop.wait()
+        await service.stop()
+    finally:
+        await asyncio.to_thread(database.stop)
     return 0
 
 
