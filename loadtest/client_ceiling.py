@@ -23,6 +23,7 @@ from rich.table import Table
 
 from loadtest.load_client import LoadSpec, run_load
 from loadtest.server_process import ServerProcess, free_port
+from loadtest.wrk_client import WrkNotInstalled, run_wrk_load
 
 TRIVIAL_ANSWER = (
     b'{"order_id":"x","channel":"loadtest","status":"accepted",'
@@ -59,7 +60,7 @@ async def measure_ceiling(connections: int, duration_s: float, process_counts: S
     command = [sys.executable, "-m", "loadtest.client_ceiling", "--serve-trivial", "--port", str(port)]
     console = Console()
     table = Table(title=f"load client vs trivial handler ({connections} connections, {os.cpu_count()} cores)")
-    for column in ("generator processes", "orders/s", "p50 ms", "p99 ms", "client CPU %", "machine CPU %"):
+    for column in ("generator", "orders/s", "p50 ms", "p99 ms", "client CPU %", "machine CPU %"):
         table.add_column(column, justify="right")
     async with ServerProcess("trivial", command, port, env={}) as server:
         for processes in process_counts:
@@ -69,9 +70,19 @@ async def measure_ceiling(connections: int, duration_s: float, process_counts: S
             )
             result = await run_load(spec)
             table.add_row(
-                str(processes), f"{result.orders_per_s:,.0f}", f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}",
-                f"{result.client_cpu_percent:.0f}", f"{result.machine_cpu_percent:.0f}",
+                f"python × {processes}", f"{result.orders_per_s:,.0f}", f"{result.p50_ms:.2f}",
+                f"{result.p99_ms:.2f}", f"{result.client_cpu_percent:.0f}", f"{result.machine_cpu_percent:.0f}",
             )
+        try:
+            spec = LoadSpec(base_url=server.base_url, token="unused", skus=["sku"], connections=connections,
+                            duration_s=duration_s, warmup_s=1.0)
+            result = await run_wrk_load(spec)
+            table.add_row(
+                "wrk, 1 thread", f"{result.orders_per_s:,.0f}", f"{result.p50_ms:.2f}",
+                f"{result.p99_ms:.2f}", f"{result.client_cpu_percent:.0f}", f"{result.machine_cpu_percent:.0f}",
+            )
+        except WrkNotInstalled:
+            table.add_row("wrk (not installed)", "-", "-", "-", "-", "-")
     console.print(table)
 
 
