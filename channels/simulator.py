@@ -108,7 +108,15 @@ class _DedicatedListener:
 
 
 class SimulatorServer:
-    def __init__(self, channels: Sequence[ChannelSpec], host: str = "127.0.0.1", port: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        channels: Sequence[ChannelSpec],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+        *,
+        logger: Any = None,
+    ) -> None:
         ids = [spec.id for spec in channels]
         if len(set(ids)) != len(ids):
             raise ValueError("channel ids must be unique")
@@ -116,7 +124,7 @@ class SimulatorServer:
         self._host = host
         self._port = port
         self._seed = seed
-        self._log = structlog.get_logger("invsync.simulator")
+        self._log = logger if logger is not None else structlog.get_logger("invsync.simulator")
         self._states: dict[str, ChannelState] = {}
         self._listeners: dict[str, _DedicatedListener] = {}
         self._runner: web.AppRunner | None = None
@@ -493,7 +501,9 @@ def specs_from_args(args: argparse.Namespace) -> tuple[list[ChannelSpec], int, s
 
 
 async def _serve(specs: list[ChannelSpec], host: str, port: int, seed: int, duration: float) -> None:
-    server = SimulatorServer(specs, host=host, port=port, seed=seed)
+    # stdout carries the one-line channel description for scripts; logs go to stderr.
+    logger = structlog.wrap_logger(structlog.PrintLogger(file=sys.stderr)).bind(logger="invsync.simulator")
+    server = SimulatorServer(specs, host=host, port=port, seed=seed, logger=logger)
     await server.start()
     sys.stdout.write(msgspec.json.encode(server.describe()).decode() + "\n")
     sys.stdout.flush()
