@@ -140,7 +140,8 @@ class SimulatorServer:
         loop = asyncio.get_running_loop()
         self._started_at = loop.time()
         self._states = {spec.id: ChannelState(spec, self._seed, self._started_at) for spec in self._specs}
-        self._runner = web.AppRunner(self._build_app(), access_log=None)
+        # A short shutdown grace: a "slow" fault may hold answers far longer than a test wants to wait.
+        self._runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()

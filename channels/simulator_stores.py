@@ -19,6 +19,7 @@ import binascii
 import hmac
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -260,7 +261,7 @@ def handle_shopify_push(state: ChannelState, headers: Mapping[str, str], body: b
             previous = state.apply(sku, quantity, versions[index], source, elapsed)
             changes.append({"name": "available", "delta": quantity - previous})
     group = (
-        {"createdAt": f"+{elapsed:.3f}s", "reason": payload.get("reason"), "changes": changes}
+        {"createdAt": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"), "reason": payload.get("reason"), "changes": changes}
         if changes
         else None
     )
