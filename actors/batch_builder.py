@@ -211,8 +211,17 @@ def plan_batch(
         for e in result.events:
             origins.setdefault(e.sku, set()).add(e.channel)
 
+    unavailable = set(blocked)  # held or not here yet: nothing may touch them
     for op in queue:
         skus = op.skus
+        if isinstance(op, HoldSku) and op.sku not in unavailable and op.sku not in working:
+            # A hold may pass requests that wait: they may be waiting for
+            # another hold of the same multi-owner order, and holding them
+            # back behind it would deadlock.
+            holds.append((op, committed.get(op.sku)))
+            unavailable.add(op.sku)
+            blocked.add(op.sku)
+            continue
         if not blocked.isdisjoint(skus):
             deferred.append(op)
             blocked |= skus
@@ -222,8 +231,6 @@ def plan_batch(
             if op.sku in working:
                 # Its state is not durable yet: grant after this batch commits.
                 deferred.append(op)
-            elif isinstance(op, HoldSku):
-                holds.append((op, committed.get(op.sku)))
             else:
                 handoffs.append((op, committed.get(op.sku)))
             continue
