@@ -90,7 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def configure_logging(fmt: str) -> None:
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    import msgspec
+
+    encoder = msgspec.json.Encoder(enc_hook=str)
+
+    def dumps(event: dict, **_: object) -> str:
+        return encoder.encode(event).decode()
+
+    renderer = structlog.processors.JSONRenderer(serializer=dumps) if as_json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

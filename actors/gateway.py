@@ -23,6 +23,7 @@ from actors.batch_builder import single_order_batch
 from actors.messages import (
     AdjustStock,
     CancelOrder,
+    HandleRequests,
     HoldSku,
     NeedsCoordination,
     OrderLine,
@@ -59,25 +60,40 @@ class StockGateway:
         self._timeout = timeout
         # (channel, order_id) -> (body hash, future of the first answer)
         self._in_flight: dict[tuple[str, str], tuple[str, asyncio.Future]] = {}
+        self._outbox: list[Any] = []
 
     # --- plumbing ----------------------------------------------------------------------
 
-    def _tell(self, message: Any) -> bool:
+    def _send(self, message: Any) -> None:
+        """Queue a request for the supervisor; all requests of one loop turn go together."""
+        self._outbox.append(message)
+        if len(self._outbox) == 1:
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        requests, self._outbox = tuple(self._outbox), []
         try:
-            self._supervisor.tell(message)
-            return True
+            self._supervisor.tell(HandleRequests(requests))
         except pykka.ActorDeadError:
-            return False
+            for request in requests:
+                request.reply.settle_here(
+                    Unavailable("the service is shutting down")
+                    if isinstance(request, HoldSku)
+                    else unavailable_answer("the service is shutting down")
+                )
+
+    async def _await(self, reply: Reply) -> Any:
+        """The reply's value, or None after the timeout (the loop is never blocked)."""
+        timer = self._loop.call_later(self._timeout, reply.settle_here, None)
+        try:
+            return await reply.future
+        finally:
+            timer.cancel()
 
     async def _ask(self, make: Any) -> Any:
-        """Tell the supervisor `make(reply)` and await the answer without blocking."""
         reply = Reply(self._loop)
-        if not self._tell(make(reply)):
-            return unavailable_answer("the service is shutting down")
-        done, _ = await asyncio.wait({reply.future}, timeout=self._timeout)
-        if not done:
-            return None
-        return reply.future.result()
+        self._send(make(reply))
+        return await self._await(reply)
 
     # --- orders ------------------------------------------------------------------------
 
@@ -152,15 +168,11 @@ class StockGateway:
     # --- orders spanning owners --------------------------------------------------------------
 
     async def _hold(self, sku: str) -> SkuHeld | None:
-        reply = Reply(self._loop)
-        if not self._tell(HoldSku(sku, reply)):
-            return None
-        done, _ = await asyncio.wait({reply.future}, timeout=self._timeout)
-        if not done:
-            # Should the hold be granted after all, give it straight back.
-            reply.future.add_done_callback(_release_late_hold)
-            return None
-        held = reply.future.result()
+        reply = HoldReply(self._loop)
+        self._send(HoldSku(sku, reply))
+        timer = self._loop.call_later(self._timeout, _give_up_hold, reply)
+        held = await reply.future
+        timer.cancel()
         return held if isinstance(held, SkuHeld) else None
 
     async def _coordinate(self, op: PlaceOrder | CancelOrder) -> Answer:
@@ -193,13 +205,26 @@ class StockGateway:
                     pass
 
 
-def _release_late_hold(future: asyncio.Future) -> None:
-    held = future.result()
-    if isinstance(held, SkuHeld):
-        try:
-            held.owner.tell(ReleaseSku(held.sku, held.state))
-        except pykka.ActorDeadError:
-            pass
+class HoldReply(Reply):
+    """The reply to a hold: a grant that comes after we gave up is handed straight back."""
+
+    __slots__ = ()
+
+    def send(self, value: Any) -> None:
+        self._loop.call_soon_threadsafe(self._arrive, value)
+
+    def _arrive(self, value: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(value)
+        elif isinstance(value, SkuHeld):
+            try:
+                value.owner.tell(ReleaseSku(value.sku, value.state))
+            except pykka.ActorDeadError:
+                pass
+
+
+def _give_up_hold(reply: Reply) -> None:
+    reply.settle_here(None)
 
 
 __all__ = ["StockGateway", "Unavailable"]

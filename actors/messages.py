@@ -132,6 +132,12 @@ class TakeOverSku(msgspec.Struct, frozen=True):
     state: SkuState | None
 
 
+class HandleRequests(msgspec.Struct, frozen=True):
+    """Several requests in one message: one thread wake-up instead of one each."""
+
+    requests: tuple[Any, ...]
+
+
 class Crash(msgspec.Struct, frozen=True):
     """Fault injection: make an owner raise, so supervision can be exercised."""
 

@@ -28,6 +28,7 @@ from actors.messages import (
     Crash,
     ExpectSku,
     HandOffSku,
+    HandleRequests,
     HoldSku,
     OwnerCrashed,
     PlaceOrder,
@@ -109,7 +110,8 @@ class StockOwner(pykka.ThreadingActor):
                 envelope = self.actor_inbox.get_nowait()
             except Exception:
                 break
-            pending.append(envelope.message)
+            message = envelope.message
+            pending.extend(message.requests if isinstance(message, HandleRequests) else (message,))
         for op in pending:
             if isinstance(op, _QUEUED):
                 refuse(op, "the stock owner restarted; retry (orders are idempotent by order_id)")
@@ -128,7 +130,9 @@ class StockOwner(pykka.ThreadingActor):
     # --- messages --------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, _QUEUED):
+        if isinstance(message, HandleRequests):
+            self._queue.extend(message.requests)
+        elif isinstance(message, _QUEUED):
             self._queue.append(message)
         elif isinstance(message, BatchCommitted):
             self._in_flight = None

@@ -11,7 +11,7 @@ HandOffSku / TakeOverSku, and requests routed in between wait for the state.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pykka
@@ -21,6 +21,7 @@ from actors.messages import (
     AdjustStock,
     CancelOrder,
     ExpectSku,
+    HandleRequests,
     HandOffSku,
     HoldSku,
     NeedsCoordination,
@@ -93,25 +94,29 @@ class Supervisor(pykka.ThreadingActor):
             ref = self._restart_shard(index)
         return ref
 
-    def _route(self, op: Any) -> None:
-        skus = op.skus
-        self._rates.update(skus)
-        owners = {self._owner_of(sku) for sku in skus}
-        if len(owners) > 1:
-            if isinstance(op, HoldSku):  # cannot happen: one SKU
-                refuse(op, "internal routing error")
-            else:
+    def _route(self, requests: Iterable[Any]) -> None:
+        """Send each owner its share of the requests in one message."""
+        shares: dict[Any, list[Any]] = {}
+        for op in requests:
+            skus = op.skus
+            self._rates.update(skus)
+            owners = {self._owner_of(sku) for sku in skus}
+            if len(owners) > 1:
                 op.reply.send(NeedsCoordination())
-            return
-        owner = owners.pop()
-        try:
-            owner.tell(op)
-        except pykka.ActorDeadError:
-            refuse(op, "the stock owner restarted; retry (orders are idempotent by order_id)")
+                continue
+            shares.setdefault(owners.pop(), []).append(op)
+        for owner, share in shares.items():
+            try:
+                owner.tell(HandleRequests(tuple(share)))
+            except pykka.ActorDeadError:
+                for op in share:
+                    refuse(op, "the stock owner restarted; retry (orders are idempotent by order_id)")
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, (PlaceOrder, CancelOrder, SetStock, AdjustStock, HoldSku)):
-            self._route(message)
+        if isinstance(message, HandleRequests):
+            self._route(message.requests)
+        elif isinstance(message, (PlaceOrder, CancelOrder, SetStock, AdjustStock, HoldSku)):
+            self._route((message,))
         elif isinstance(message, Tick):
             self._tick()
         elif isinstance(message, OwnerCrashed):
