@@ -63,6 +63,10 @@ def _add_database_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="invsync", description="Event-driven inventory sync.")
     parser.add_argument("--log-format", choices=["auto", "json", "console"], default=os.environ.get("INVSYNC_LOG_FORMAT", "auto"))
+    parser.add_argument(
+        "--event-loop", choices=["uvloop", "asyncio"], default=os.environ.get("INVSYNC_EVENT_LOOP", "uvloop"),
+        help="uvloop (default when installed) or the standard asyncio loop",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the service")
@@ -81,11 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--pool-size", type=int, default=_env_int("INVSYNC_POOL_SIZE", 20), help="database connections")
 
     check = commands.add_parser("check", help="verify the stored invariants of a database")
+    commands.add_parser(
+        "simulate-channels", add_help=False,
+        help="play webhook/Shopify/WooCommerce channels on loopback (see --help after it)",
+    )
     _add_database_flags(check)
     return parser
 
 
 # --- logging --------------------------------------------------------------------------
+
+
+_second_cache: list = [0, ""]
+
+
+def _utc_timestamp(_logger, _method, event: dict) -> dict:
+    """ISO 8601 UTC timestamps, formatting each second once (logs are per order)."""
+    now = time.time()
+    second = int(now)
+    if _second_cache[0] != second:
+        _second_cache[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    event["timestamp"] = f"{_second_cache[1]}.{int((now - second) * 1e6):06d}Z"
+    return event
 
 
 def configure_logging(fmt: str) -> None:
@@ -102,7 +123,7 @@ def configure_logging(fmt: str) -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _utc_timestamp,
             structlog.processors.format_exc_info,
             renderer,
         ],
@@ -204,7 +225,17 @@ class Service:
         log.info("stock recovered", skus=len(states), seconds=round(time.monotonic() - self._started, 3))
         del states
 
-        self.committer = committer = Committer(pool)
+        from channels.hub import ChannelHub
+
+        self.channels = ChannelHub(
+            loop,
+            pool,
+            dead_letter_base_s=getattr(args, "dead_letter_base_s", 10.0),
+            dead_letter_cap_s=getattr(args, "dead_letter_cap_s", 300.0),
+            dead_letter_tick_s=getattr(args, "dead_letter_tick_s", 1.0),
+        )
+        await self.channels.start()
+        self.committer = committer = Committer(pool, publish=self.channels.publish)
 
         def owner_loader(index: int, exclude: frozenset[str], only: str | None):
             def load(skus):
@@ -251,6 +282,7 @@ class Service:
             token=self.token,
             readiness=self.readiness,
             service_info={"version": VERSION, "database": self.database_kind},
+            channels=self.channels,
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30)
         await self._runner.setup()
@@ -274,6 +306,7 @@ class Service:
         self._ticker.cancel()
         supervisor = self.supervisor
         await asyncio.get_running_loop().run_in_executor(None, lambda: supervisor.stop(block=True, timeout=30))
+        await self.channels.stop()
         await self.pool.close()
         log.info("stopped")
 
@@ -329,13 +362,29 @@ async def check(args: argparse.Namespace) -> int:
 # --- main -------------------------------------------------------------------------------
 
 
+def _run(coro, event_loop: str) -> int:
+    if event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "simulate-channels":
+        from channels.simulator import run_simulator
+
+        return run_simulator(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(args.log_format)
     if args.command == "serve":
-        return asyncio.run(serve(args))
+        return _run(serve(args), args.event_loop)
     if args.command == "check":
-        return asyncio.run(check(args))
+        return _run(check(args), args.event_loop)
     return 2
 
 
