@@ -15,7 +15,7 @@ MAX_BODY = 1024 * 1024
 
 
 def build_app(
-    *, gateway: StockGateway, pool: asyncpg.Pool, token: str, readiness: dict, service_info: dict
+    *, gateway: StockGateway, pool: asyncpg.Pool, token: str, readiness: dict, service_info: dict, channels=None
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware, bearer_auth(token)])
     app[GATEWAY] = gateway
@@ -25,5 +25,12 @@ def build_app(
     stock_routes.add_routes(app)
     order_routes.add_routes(app)
     health_routes.add_routes(app)
+    if channels is not None:
+        from api import channel_routes, webhook_routes
+        from api.channel_keys import CHANNELS
+
+        app[CHANNELS] = channels
+        channel_routes.add_routes(app)
+        webhook_routes.add_routes(app)
     openapi.add_routes(app, service_info.get("version", "0"))
     return app

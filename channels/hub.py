@@ -1,0 +1,383 @@
+"""The loop side of the channels: registry, HTTP client, persistence of what actors decide.
+
+Runs on the event loop and owns everything that does I/O: the aiohttp ClientSession that talks to
+the channels, the writes of confirmed listing state and dead letters, the timers. Actors reach it
+only through `ChannelIO` (call_soon_threadsafe); it reaches actors only by `tell`. Nothing here
+ever waits on an actor with a blocking call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+import pykka
+import structlog
+
+from actors.messages import StockChanged
+from actors.replies import Reply
+from channels.channel_actor import ChannelActor
+from channels.channel_config import ChannelDefinition
+from channels.channel_messages import (
+    ChannelRemoved,
+    Describe,
+    Discard,
+    ForgetDead,
+    InitChannel,
+    ListingsChanged,
+    ManualRetry,
+    PushDone,
+    RetryDeadLetters,
+    StockChanges,
+)
+from channels.dead_letter_actor import DeadLetterActor, Letter
+from channels.wire_types import HttpRequest
+from persistence import channel_store
+from persistence.committer import DATABASE_ERRORS
+from persistence.stock_store import load_states
+
+log = structlog.get_logger("invsync.channels")
+
+
+def _tell(ref: Any, message: Any) -> None:
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        pass
+
+
+class ChannelIO:
+    """What actors may ask of the loop. Every method is safe from any thread and never blocks."""
+
+    def __init__(self, hub: ChannelHub, loop: asyncio.AbstractEventLoop) -> None:
+        self._hub = hub
+        self._loop = loop
+
+    def _call(self, fn, *args) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: the service is gone
+            pass
+
+    def send(self, channel_id: str, ref: Any, request_id: int, request: HttpRequest, timeout: float) -> None:
+        self._call(self._hub._send, channel_id, ref, request_id, request, timeout)
+
+    def wake(self, ref: Any, delay: float, message: Any) -> None:
+        self._call(self._hub._wake, ref, delay, message)
+
+    def confirmed(self, channel_id: str, rows: Sequence[tuple[str, int, int]]) -> None:
+        self._call(self._hub.confirmed_writer.record, channel_id, list(rows))
+
+    def upsert_dead(self, letter: Letter) -> None:
+        self._call(self._hub._dead_ops.put_nowait, ("upsert", letter, None))
+
+    def delete_dead(self, channel_id: str, sku: str, version: int | None, reply: Any) -> None:
+        self._call(self._hub._dead_ops.put_nowait, ("delete", (channel_id, sku), reply))
+
+    def forget_dead(self, channel_id: str, sku: str) -> None:
+        self._call(self._hub._tell_channel, channel_id, ForgetDead(sku))
+
+    def retry_dead(self, channel_id: str, skus: tuple[str, ...]) -> None:
+        self._call(self._hub._tell_channel, channel_id, RetryDeadLetters(skus))
+
+
+class ConfirmedWriter:
+    """Group-commits confirmed (channel, sku) -> (quantity, version) rows: one write in flight."""
+
+    def __init__(self, pool) -> None:
+        self._pool = pool
+        self._buffer: dict[tuple[str, str], tuple[int, int]] = {}
+        self._task: asyncio.Task | None = None
+        self.writes = 0
+
+    def record(self, channel_id: str, rows: list[tuple[str, int, int]]) -> None:
+        buffer = self._buffer
+        for sku, quantity, version in rows:
+            key = (channel_id, sku)
+            previous = buffer.get(key)
+            if previous is None or previous[1] <= version:
+                buffer[key] = (quantity, version)
+        if self._task is None and buffer:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while self._buffer:
+                rows, self._buffer = self._buffer, {}
+                try:
+                    await channel_store.upsert_confirmed(
+                        self._pool, [(c, s, q, v) for (c, s), (q, v) in rows.items()]
+                    )
+                    self.writes += 1
+                except DATABASE_ERRORS as exc:
+                    log.warning("confirmed state not stored; retrying", error=repr(exc), rows=len(rows))
+                    for key, value in rows.items():
+                        newer = self._buffer.get(key)
+                        if newer is None or newer[1] < value[1]:
+                            self._buffer[key] = value
+                    await asyncio.sleep(1.0)
+        finally:
+            self._task = None
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        if self._task is None and self._buffer:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=timeout)
+            return bool(done) and not self._buffer
+        return True
+
+
+class ChannelHub:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        pool,
+        *,
+        dead_letter_base_s: float = 10.0,
+        dead_letter_cap_s: float = 300.0,
+        dead_letter_tick_s: float = 1.0,
+    ) -> None:
+        self._loop = loop
+        self._pool = pool
+        self._dl_base = dead_letter_base_s
+        self._dl_cap = dead_letter_cap_s
+        self._dl_tick = dead_letter_tick_s
+        self.io = ChannelIO(self, loop)
+        self.confirmed_writer = ConfirmedWriter(pool)
+        self.definitions: dict[str, ChannelDefinition] = {}
+        self.actors: dict[str, Any] = {}
+        self.dead_letters: Any = None
+        self.session: aiohttp.ClientSession | None = None
+        self._sends: dict[str, asyncio.Task] = {}
+        self._outbox: list[StockChanged] = []
+        self._flush_scheduled = False
+        self._dead_ops: asyncio.Queue = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self._lock = asyncio.Lock()  # one channel create/update/delete at a time
+        self._previous_clean = True
+        # per channel: orders, oversold, cancels, ignored, bad_signature (inbound webhooks)
+        self.inbound_counts: defaultdict[str, Counter] = defaultdict(Counter)
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
+            headers={"User-Agent": "invsync"},
+        )
+        self._previous_clean = await channel_store.begin_run(self._pool)
+        letters = await channel_store.load_dead_letters(self._pool)
+        self.dead_letters = DeadLetterActor.start(
+            io=self.io, letters=letters, base_s=self._dl_base, cap_s=self._dl_cap
+        )
+        self._tasks.append(asyncio.create_task(self._dead_writer()))
+        self._tasks.append(asyncio.create_task(self._tick_dead_letters()))
+        rows = await channel_store.list_channels(self._pool)
+        stock = None
+        for row in rows:
+            definition = channel_store.definition_of(row)
+            self.definitions[definition.id] = definition
+            if definition.enabled:
+                if stock is None:
+                    stock = tuple((s.sku, s.available, s.version) for s in await load_states(self._pool))
+                await self._start_actor(definition, stock, resend_all=not self._previous_clean)
+        log.info(
+            "channels started",
+            channels=len(self.definitions),
+            running=len(self.actors),
+            dead_letters=len(letters),
+            previous_run_clean=self._previous_clean,
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks[1:]:
+            task.cancel()
+        refs = list(self.actors.values())
+        self.actors.clear()
+        await self._loop.run_in_executor(None, lambda: [r.stop(block=True, timeout=10) for r in refs if r.is_alive()])
+        for task in list(self._sends.values()):
+            task.cancel()
+        clean = await self.confirmed_writer.flush()
+        dead = self.dead_letters
+        if dead is not None:
+            await self._loop.run_in_executor(None, lambda: dead.stop(block=True, timeout=10))
+        try:
+            await asyncio.wait_for(self._dead_ops.join(), timeout=10)
+        except asyncio.TimeoutError:
+            clean = False
+        self._tasks[0].cancel()
+        if clean:
+            try:
+                await channel_store.end_run(self._pool)
+            except DATABASE_ERRORS as exc:
+                log.warning("could not mark a clean channel shutdown", error=repr(exc))
+        if self.session is not None:
+            await self.session.close()
+
+    # --- fan-out: called by the committer on the loop --------------------------------------
+
+    def publish(self, changes: Sequence[StockChanged]) -> None:
+        """Never blocks, never raises: changes of one loop turn go out as one message per channel."""
+        if not changes or not self.actors:
+            return
+        self._outbox.extend(changes)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_outbox)
+
+    def _flush_outbox(self) -> None:
+        self._flush_scheduled = False
+        message = StockChanges(tuple(self._outbox))
+        self._outbox.clear()
+        for ref in list(self.actors.values()):
+            _tell(ref, message)
+
+    # --- what the actors ask for --------------------------------------------------------------
+
+    def _send(self, channel_id: str, ref: Any, request_id: int, request: HttpRequest, timeout: float) -> None:
+        task = self._loop.create_task(self._do_send(ref, request_id, request, timeout))
+        self._sends[channel_id] = task
+        task.add_done_callback(lambda t: self._sends.pop(channel_id, None) if self._sends.get(channel_id) is t else None)
+
+    async def _do_send(self, ref: Any, request_id: int, request: HttpRequest, timeout: float) -> None:
+        assert self.session is not None
+        try:
+            async with self.session.request(
+                request.method,
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                body = await response.read()
+                done = PushDone(request_id, response.status, dict(response.headers), body, None)
+        except asyncio.TimeoutError:
+            done = PushDone(request_id, 0, {}, b"", f"no answer within {timeout} s")
+        except (aiohttp.ClientError, OSError) as exc:
+            done = PushDone(request_id, 0, {}, b"", f"{type(exc).__name__}: {str(exc)[:200]}")
+        _tell(ref, done)
+
+    def _wake(self, ref: Any, delay: float, message: Any) -> None:
+        self._loop.call_later(delay, _tell, ref, message)
+
+    def _tell_channel(self, channel_id: str, message: Any) -> None:
+        ref = self.actors.get(channel_id)
+        if ref is not None:
+            _tell(ref, message)
+
+    async def _dead_writer(self) -> None:
+        """Applies dead-letter upserts and deletes in the order the actor made them."""
+        while True:
+            op, arg, reply = await self._dead_ops.get()
+            try:
+                while True:
+                    try:
+                        if op == "upsert":
+                            await channel_store.upsert_dead(self._pool, arg)
+                        else:
+                            await channel_store.delete_dead(self._pool, *arg)
+                        break
+                    except DATABASE_ERRORS as exc:
+                        log.warning("dead letter not stored; retrying", error=repr(exc))
+                        await asyncio.sleep(1.0)
+                if reply is not None:
+                    reply.send(True)
+            finally:
+                self._dead_ops.task_done()
+
+    async def _tick_dead_letters(self) -> None:
+        from channels.channel_messages import DeadLetterTick
+
+        while True:
+            await asyncio.sleep(self._dl_tick)
+            _tell(self.dead_letters, DeadLetterTick())
+
+    # --- channel actors ----------------------------------------------------------------------
+
+    async def _start_actor(self, definition: ChannelDefinition, stock=None, resend_all: bool = False) -> None:
+        listings = await channel_store.load_listings(self._pool, definition.id)
+        ref = ChannelActor.start(definition=definition, listings=listings, io=self.io, dead_letters=self.dead_letters)
+        # Registered before the stock is read: a change committed meanwhile reaches it either
+        # way, and the actor keeps the newest version of each SKU.
+        self.actors[definition.id] = ref
+        confirmed = await channel_store.load_confirmed(self._pool, definition.id)
+        dead = await channel_store.load_dead_skus(self._pool, definition.id)
+        if stock is None:
+            stock = tuple((s.sku, s.available, s.version) for s in await load_states(self._pool))
+        _tell(ref, InitChannel(stock, confirmed, tuple(dead), resend_all))
+
+    async def _stop_actor(self, channel_id: str) -> None:
+        ref = self.actors.pop(channel_id, None)
+        if ref is not None:
+            await self._loop.run_in_executor(None, lambda: ref.stop(block=True, timeout=10))
+        send = self._sends.get(channel_id)
+        if send is not None:
+            # Its answer goes nowhere, but the next actor must not race it to the channel.
+            await asyncio.wait({send}, timeout=60)
+        await self.confirmed_writer.flush()
+
+    # --- used by the HTTP API ----------------------------------------------------------------
+
+    async def create(self, definition: ChannelDefinition):
+        async with self._lock:
+            row = await channel_store.insert_channel(self._pool, definition)
+            if row is None:
+                return None
+            self.definitions[definition.id] = definition
+            if definition.enabled:
+                await self._start_actor(definition)
+            log.info("channel created", channel=definition.id, kind=definition.kind)
+            return row
+
+    async def update(self, definition: ChannelDefinition):
+        async with self._lock:
+            await self._stop_actor(definition.id)
+            row = await channel_store.update_channel(self._pool, definition)
+            if row is None:
+                return None
+            self.definitions[definition.id] = definition
+            if definition.enabled:
+                await self._start_actor(definition)
+            log.info("channel updated", channel=definition.id, enabled=definition.enabled)
+            return row
+
+    async def delete(self, channel_id: str) -> bool:
+        async with self._lock:
+            await self._stop_actor(channel_id)
+            deleted = await channel_store.delete_channel(self._pool, channel_id)
+            self.definitions.pop(channel_id, None)
+            _tell(self.dead_letters, ChannelRemoved(channel_id))
+            if deleted:
+                log.info("channel deleted", channel=channel_id)
+            return deleted
+
+    async def set_listings(self, channel_id: str, listings: dict[str, str]) -> None:
+        await channel_store.replace_listings(self._pool, channel_id, listings)
+        self._tell_channel(channel_id, ListingsChanged(listings))
+
+    async def _ask(self, ref: Any, make, timeout: float = 5.0) -> Any:
+        if ref is None:
+            return None
+        reply = Reply(self._loop)
+        try:
+            ref.tell(make(reply))
+        except pykka.ActorDeadError:
+            return None
+        done, _ = await asyncio.wait({reply.future}, timeout=timeout)
+        return reply.future.result() if done else None
+
+    async def channel_status(self, channel_id: str) -> dict | None:
+        return await self._ask(self.actors.get(channel_id), Describe)
+
+    async def dead_letter_counts(self) -> dict:
+        return await self._ask(self.dead_letters, Describe) or {}
+
+    async def retry_dead_letter(self, channel_id: str, sku: str) -> bool:
+        return bool(await self._ask(self.dead_letters, lambda reply: ManualRetry(channel_id, sku, reply)))
+
+    async def discard_dead_letter(self, channel_id: str, sku: str) -> bool:
+        return bool(await self._ask(self.dead_letters, lambda reply: Discard(channel_id, sku, reply), timeout=15))
