@@ -205,6 +205,7 @@ class Service:
         from actors.stock_owner import StockOwner
         from actors.supervisor import Supervisor
         from api.app import build_app
+        from api.metrics import Metrics
         from persistence.committer import Committer
         from persistence.migrate import apply_migrations
         from persistence.stock_store import load_states
@@ -235,7 +236,12 @@ class Service:
             dead_letter_tick_s=getattr(args, "dead_letter_tick_s", 1.0),
         )
         await self.channels.start()
-        self.committer = committer = Committer(pool, publish=self.channels.publish)
+        self.metrics = metrics = Metrics()
+        self.committer = committer = Committer(
+            pool, publish=self.channels.publish, observe=metrics.observe_commit
+        )
+        owner_refs: dict[int, tuple[str, object]] = {}
+        metrics.watch_actors(lambda: [o for o in list(owner_refs.values()) if o[1].is_alive()])
 
         def owner_loader(index: int, exclude: frozenset[str], only: str | None):
             def load(skus):
@@ -248,7 +254,10 @@ class Service:
             return load
 
         def start_owner(*, kind, index, states, supervisor, expect=(), exclude=frozenset(), only=None):
-            return StockOwner.start(
+            for key, (_, old) in list(owner_refs.items()):
+                if not old.is_alive():
+                    del owner_refs[key]
+            ref = StockOwner.start(
                 kind=kind,
                 index=index,
                 loop=loop,
@@ -258,6 +267,8 @@ class Service:
                 states=states,
                 expect=expect,
             )
+            owner_refs[id(ref)] = (kind, ref)
+            return ref
 
         self.supervisor = supervisor = Supervisor.start(
             shards=args.shards,
@@ -265,6 +276,7 @@ class Service:
             initial_states=partitions,
             hot_threshold=args.hot_threshold,
             hot_idle_seconds=args.hot_idle_seconds,
+            on_restart=lambda kind: metrics.actor_restarts.labels(kind).inc(),
         )
         del partitions
 
@@ -283,6 +295,8 @@ class Service:
             readiness=self.readiness,
             service_info={"version": VERSION, "database": self.database_kind},
             channels=self.channels,
+            metrics=metrics,
+            admin_token=os.environ.get("INVSYNC_ADMIN_TOKEN") or None,
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30)
         await self._runner.setup()

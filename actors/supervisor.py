@@ -51,6 +51,7 @@ class Supervisor(pykka.ThreadingActor):
         hot_threshold: int = 200,
         hot_idle_seconds: int = 30,
         max_hot: int = 64,
+        on_restart: Callable[[str], None] = lambda kind: None,
     ) -> None:
         super().__init__()
         assert len(initial_states) == shards
@@ -60,6 +61,7 @@ class Supervisor(pykka.ThreadingActor):
         self._hot_threshold = hot_threshold
         self._hot_idle_seconds = hot_idle_seconds
         self._max_hot = max_hot
+        self._on_restart = on_restart
         self._shards: list[Any] = []
         self._hot: dict[str, Any] = {}
         self._idle_ticks: Counter[str] = Counter()
@@ -172,6 +174,7 @@ class Supervisor(pykka.ThreadingActor):
         )
         self._shards[index] = ref
         self.restarts += 1
+        self._on_restart("shard")
         log.warning("shard restarted", index=index)
         return ref
 
@@ -179,6 +182,7 @@ class Supervisor(pykka.ThreadingActor):
         ref = self._start_owner(kind="sku", index=-1, states=None, only=sku, supervisor=self.actor_ref)
         self._hot[sku] = ref
         self.restarts += 1
+        self._on_restart("sku")
         log.warning("sku owner restarted", sku=sku)
         return ref
 

@@ -6,18 +6,31 @@ import asyncpg
 from aiohttp import web
 
 from actors.gateway import StockGateway
-from api import health_routes, openapi, order_routes, stock_routes
-from api.app_keys import GATEWAY, POOL, READINESS, SERVICE_INFO
-from api.auth import bearer_auth
+from api import health_routes, monitoring_routes, openapi, order_routes, stock_routes
+from api.app_keys import GATEWAY, METRICS, POOL, READINESS, SERVICE_INFO
+from api.auth import bearer_auth, internal_access
+from api.metrics import Metrics
 from api.errors import error_middleware
 
 MAX_BODY = 1024 * 1024
 
 
 def build_app(
-    *, gateway: StockGateway, pool: asyncpg.Pool, token: str, readiness: dict, service_info: dict, channels=None
+    *,
+    gateway: StockGateway,
+    pool: asyncpg.Pool,
+    token: str,
+    readiness: dict,
+    service_info: dict,
+    channels=None,
+    metrics: Metrics | None = None,
+    admin_token: str | None = None,
 ) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware, bearer_auth(token)])
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[error_middleware, bearer_auth(token), internal_access(admin_token)],
+    )
+    app[METRICS] = metrics if metrics is not None else Metrics()
     app[GATEWAY] = gateway
     app[POOL] = pool
     app[READINESS] = readiness
@@ -25,6 +38,7 @@ def build_app(
     stock_routes.add_routes(app)
     order_routes.add_routes(app)
     health_routes.add_routes(app)
+    monitoring_routes.add_routes(app)
     if channels is not None:
         from api import channel_routes, webhook_routes
         from api.channel_keys import CHANNELS

@@ -12,3 +12,7 @@ GATEWAY = web.AppKey("gateway", StockGateway)
 POOL = web.AppKey("pool", asyncpg.Pool)
 READINESS = web.AppKey("readiness", dict)  # {"recovered": bool}
 SERVICE_INFO = web.AppKey("service_info", dict)  # version, started_at, database kind
+
+from api.metrics import Metrics  # noqa: E402
+
+METRICS = web.AppKey("metrics", Metrics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 
 from aiohttp import web
 
@@ -22,6 +23,36 @@ def bearer_auth(token: str):
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 return error_response(401, "unauthorized", "send Authorization: Bearer <token>", "Authorization")
+        return await handler(request)
+
+    return middleware
+
+
+# Probes must work without credentials; the rest of /internal shows the inside.
+_OPEN_INTERNAL = ("/internal/health", "/internal/ready")
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+def internal_access(admin_token: str | None):
+    """/internal/*: the admin token when one is set, else only from loopback."""
+    expected = f"Bearer {admin_token}".encode() if admin_token else None
+
+    @web.middleware
+    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        path = request.path
+        if path.startswith("/internal/") and path not in _OPEN_INTERNAL:
+            if expected is not None:
+                given = request.headers.get("Authorization", "").encode()
+                if not hmac.compare_digest(given, expected):
+                    return error_response(401, "unauthorized", "send Authorization: Bearer <admin token>", "Authorization")
+            elif not _is_loopback(request.remote):
+                return error_response(403, "forbidden", "set INVSYNC_ADMIN_TOKEN to reach /internal from elsewhere")
         return await handler(request)
 
     return middleware

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 
 import msgspec
 from aiohttp import web
 
 from actors.messages import OrderLine
-from api.app_keys import GATEWAY, POOL
+from api.app_keys import GATEWAY, METRICS, POOL
 from api.errors import ApiError, answer_response
 from api.request_parsing import read_json
 from api.schemas import CHANNEL_PATTERN, SKU_PATTERN, OrderIn
@@ -27,9 +28,14 @@ def body_hash(order: OrderIn) -> str:
 
 
 async def place_order(request: web.Request) -> web.Response:
+    started = time.perf_counter()
     order, _ = await read_json(request, OrderIn)
     lines = tuple(OrderLine(line.sku, line.qty) for line in order.lines)
     answer = await request.app[GATEWAY].place_order(order.channel, order.order_id, lines, body_hash(order))
+    metrics = request.app[METRICS]
+    metrics.order_latency.observe(time.perf_counter() - started)
+    if answer.replayed:
+        metrics.orders.labels(order.channel, "replayed").inc()
     return answer_response(answer)
 
 

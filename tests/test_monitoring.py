@@ -1,0 +1,54 @@
+"""/internal/metrics: Prometheus exposition fed by the real service."""
+
+from __future__ import annotations
+
+import re
+
+from tests.http_client import Client, run
+
+
+def _value(text: str, name: str, **labels) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" ([0-9.e+-]+)$"
+    match = re.search(pattern, text, re.MULTILINE)
+    assert match, f"{name} {labels} not in metrics"
+    return float(match.group(1))
+
+
+def test_metrics_count_orders_commits_and_actors(service):
+    async def scenario():
+        async with Client(service.url, service.headers) as c:
+            await c.set_stock("m", 2)
+            await c.order("m1", [("m", 2)])
+            await c.order("m1", [("m", 2)])
+            await c.order("m2", [("m", 1)])
+            async with c.session.get(service.url + "/internal/metrics") as r:
+                return r.status, r.headers["Content-Type"], await r.text()
+
+    status, content_type, text = run(scenario())
+    assert status == 200 and content_type.startswith("text/plain")
+    assert _value(text, "invsync_orders_total", channel="web", outcome="accepted") == 1
+    assert _value(text, "invsync_orders_total", channel="web", outcome="refused") == 1
+    assert _value(text, "invsync_orders_total", channel="web", outcome="replayed") == 1
+    assert _value(text, "invsync_order_latency_seconds_count") == 3
+    assert _value(text, "invsync_commit_batch_size_count") >= 3
+    assert _value(text, "invsync_commit_latency_seconds_count") >= 3
+    assert _value(text, "invsync_mailbox_depth", kind="shard") >= 0
+    assert _value(text, "invsync_hot_sku_actors") == 0
+
+
+def test_internal_endpoints_need_the_admin_token_when_set(make_service, monkeypatch):
+    monkeypatch.setenv("INVSYNC_ADMIN_TOKEN", "admin-secret")
+    service = make_service()
+
+    async def scenario():
+        async with Client(service.url, {}) as c:
+            denied = await c.request("GET", "/internal/metrics")
+            allowed = await c.request("GET", "/internal/metrics", headers={"Authorization": "Bearer admin-secret"})
+            probe = await c.request("GET", "/internal/health")
+            return denied, allowed, probe
+
+    denied, allowed, probe = run(scenario())
+    assert denied[0] == 401 and denied[1]["error"] == "unauthorized"
+    assert allowed[0] == 200 and "invsync_orders_total" in allowed[1]
+    assert probe[0] == 200
