@@ -206,6 +206,7 @@ class Service:
         from actors.supervisor import Supervisor
         from api.app import build_app
         from api.metrics import Metrics
+        from api.status import OrderRate, StatusReporter
         from persistence.committer import Committer
         from persistence.migrate import apply_migrations
         from persistence.stock_store import load_states
@@ -240,8 +241,9 @@ class Service:
         self.committer = committer = Committer(
             pool, publish=self.channels.publish, observe=metrics.observe_commit
         )
-        owner_refs: dict[int, tuple[str, object]] = {}
-        metrics.watch_actors(lambda: [o for o in list(owner_refs.values()) if o[1].is_alive()])
+        owner_refs: dict[int, tuple[str, str, object]] = {}
+        live_owners = lambda: [o for o in list(owner_refs.values()) if o[2].is_alive()]  # noqa: E731
+        metrics.watch_actors(lambda: [(kind, ref) for kind, _, ref in live_owners()])
 
         def owner_loader(index: int, exclude: frozenset[str], only: str | None):
             def load(skus):
@@ -254,7 +256,7 @@ class Service:
             return load
 
         def start_owner(*, kind, index, states, supervisor, expect=(), exclude=frozenset(), only=None):
-            for key, (_, old) in list(owner_refs.items()):
+            for key, (_, _, old) in list(owner_refs.items()):
                 if not old.is_alive():
                     del owner_refs[key]
             ref = StockOwner.start(
@@ -267,7 +269,8 @@ class Service:
                 states=states,
                 expect=expect,
             )
-            owner_refs[id(ref)] = (kind, ref)
+            name = str(index) if kind == "shard" else (only or next(iter(expect), "?"))
+            owner_refs[id(ref)] = (kind, name, ref)
             return ref
 
         self.supervisor = supervisor = Supervisor.start(
@@ -280,10 +283,15 @@ class Service:
         )
         del partitions
 
+        order_rate = OrderRate(
+            lambda: sum(s.value for m in metrics.orders.collect() for s in m.samples if s.name.endswith("_total"))
+        )
+
         async def tick() -> None:
             while True:
                 await asyncio.sleep(1)
                 supervisor.tell(Tick())
+                order_rate.sample()
 
         self._ticker = asyncio.create_task(tick())
         self.gateway = StockGateway(loop, supervisor, committer, pool)
@@ -296,6 +304,15 @@ class Service:
             service_info={"version": VERSION, "database": self.database_kind},
             channels=self.channels,
             metrics=metrics,
+            status=StatusReporter(
+                version=VERSION,
+                database_kind=self.database_kind,
+                pool=pool,
+                owners=live_owners,
+                metrics=metrics,
+                order_rate=order_rate,
+                channels=self.channels.status_rows if hasattr(self.channels, "status_rows") else None,
+            ),
             admin_token=os.environ.get("INVSYNC_ADMIN_TOKEN") or None,
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30)

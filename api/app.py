@@ -7,9 +7,10 @@ from aiohttp import web
 
 from actors.gateway import StockGateway
 from api import health_routes, monitoring_routes, openapi, order_routes, stock_routes
-from api.app_keys import GATEWAY, METRICS, POOL, READINESS, SERVICE_INFO
+from api.app_keys import GATEWAY, METRICS, POOL, READINESS, SERVICE_INFO, STATUS
 from api.auth import bearer_auth, internal_access
 from api.metrics import Metrics
+from api.status import StatusReporter
 from api.errors import error_middleware
 
 MAX_BODY = 1024 * 1024
@@ -24,6 +25,7 @@ def build_app(
     service_info: dict,
     channels=None,
     metrics: Metrics | None = None,
+    status: StatusReporter | None = None,
     admin_token: str | None = None,
 ) -> web.Application:
     app = web.Application(
@@ -31,6 +33,8 @@ def build_app(
         middlewares=[error_middleware, bearer_auth(token), internal_access(admin_token)],
     )
     app[METRICS] = metrics if metrics is not None else Metrics()
+    if status is not None:
+        app[STATUS] = status
     app[GATEWAY] = gateway
     app[POOL] = pool
     app[READINESS] = readiness

@@ -16,3 +16,7 @@ SERVICE_INFO = web.AppKey("service_info", dict)  # version, started_at, database
 from api.metrics import Metrics  # noqa: E402
 
 METRICS = web.AppKey("metrics", Metrics)
+
+from api.status import StatusReporter  # noqa: E402
+
+STATUS = web.AppKey("status", StatusReporter)

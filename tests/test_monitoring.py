@@ -52,3 +52,23 @@ def test_internal_endpoints_need_the_admin_token_when_set(make_service, monkeypa
     assert denied[0] == 401 and denied[1]["error"] == "unauthorized"
     assert allowed[0] == 200 and "invsync_orders_total" in allowed[1]
     assert probe[0] == 200
+
+
+def test_status_reports_actors_orders_and_database(service):
+    async def scenario():
+        async with Client(service.url, service.headers) as c:
+            await c.set_stock("st", 5)
+            await c.order("st1", [("st", 1)])
+            status, body, _ = await c.request("GET", "/internal/status")
+            async with c.session.get(service.url + "/internal/") as r:
+                page = await r.text()
+            return status, body, r.status, page
+
+    status, body, page_status, page = run(scenario())
+    assert status == 200
+    assert body["database"] == {"kind": "external", "reachable": True}
+    assert body["orders"]["accepted"] == 1
+    assert [s["name"] for s in body["actors"]["shards"]] == ["0", "1", "2", "3"]
+    assert all(s["alive"] for s in body["actors"]["shards"])
+    assert body["actors"]["hot_skus"] == [] and isinstance(body["channels"], list)
+    assert page_status == 200 and 'fetch("status"' in page
