@@ -178,7 +178,9 @@ async def seed_stock(base_url: str, token: str, scenario: Scenario) -> None:
                     f"{base_url}/v1/stock/{sku}", data=body, headers={"Content-Type": "application/json"}
                 ) as response:
                     if response.status != 200:
-                        raise RuntimeError(f"seeding {sku}: HTTP {response.status}: {await response.text()}")
+                        raise RuntimeError(
+                            f"seeding {sku} on {base_url}: HTTP {response.status}: {await response.text()}"
+                        )
 
         await asyncio.gather(*(put_each() for _ in range(SEED_CONCURRENCY)))
 
@@ -203,7 +205,10 @@ async def run_one(
     async with server:
         startup_s = time.perf_counter() - started
         started = time.perf_counter()
-        await seed_stock(server.base_url, token, scenario)
+        try:
+            await seed_stock(server.base_url, token, scenario)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{system}: {exc}\nserver log: {log_path}") from exc
         seeding_s = time.perf_counter() - started
         spec = LoadSpec(
             base_url=server.base_url,
@@ -356,12 +361,16 @@ async def run_benchmark(args: argparse.Namespace, console: Console) -> Benchmark
     for round_number in range(1, args.rounds + 1):
         for scenario in scenarios:
             for system in systems:
-                for attempt in range(1, args.noisy_retries + 2):
-                    record = await run_one(system, commands[system], scenario, round_number, args, work_dir, console)
-                    record.attempts = attempt
-                    if record.cpu.other_percent <= OTHER_CPU_WARNING_PERCENT:
+                attempts: list[RunRecord] = []
+                while len(attempts) <= args.noisy_retries:
+                    attempts.append(
+                        await run_one(system, commands[system], scenario, round_number, args, work_dir, console)
+                    )
+                    if attempts[-1].cpu.other_percent <= OTHER_CPU_WARNING_PERCENT:
                         break
-                runs.append(record)
+                quietest = min(attempts, key=lambda record: record.cpu.other_percent)
+                quietest.attempts = len(attempts)
+                runs.append(quietest)
     return BenchmarkReport(
         command=" ".join(shlex.quote(a) for a in ["python", "-m", "loadtest.orders_benchmark", *args.argv]),
         config=config,
@@ -388,7 +397,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--uniform-skus", type=int, default=10_000)
     parser.add_argument("--uniform-stock", type=int, default=100_000)
     parser.add_argument("--noisy-retries", type=int, default=2,
-                        help="repeat a run this many times while other processes eat CPU during it")
+                        help="repeat a run up to this many times while other processes eat CPU during it; "
+                        "the quietest attempt is kept")
     parser.add_argument("--json", type=Path, help="write every run and the summary here")
     args = parser.parse_args(argv)
     args.argv = list(argv)
