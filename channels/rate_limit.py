@@ -7,6 +7,10 @@ and `take(now)` when it sends one; a throttled answer calls `pause_until`.
 from __future__ import annotations
 
 
+# `now + wait(now)` can land a rounding error short of a whole token.
+_EPSILON = 1e-9
+
+
 class TokenBucket:
     """`rate` tokens per second, at most `burst` stored; one token per request.
 
@@ -33,15 +37,15 @@ class TokenBucket:
         """Seconds until a request may be sent (0.0: now)."""
         self._refill(now)
         pause = max(0.0, self.paused_until - now)
-        if self.tokens >= 1.0:
+        if self.tokens >= 1.0 - _EPSILON:
             return pause
         return max(pause, (1.0 - self.tokens) / self.rate)
 
     def take(self, now: float) -> None:
         self._refill(now)
-        if self.tokens < 1.0 or now < self.paused_until:
+        if self.tokens < 1.0 - _EPSILON or now < self.paused_until:
             raise RuntimeError("no token: call wait() first")
-        self.tokens -= 1.0
+        self.tokens = max(0.0, self.tokens - 1.0)
 
     def pause_until(self, until: float) -> None:
         """The channel said "not before `until`" (429 Retry-After, Shopify THROTTLED)."""
