@@ -8,10 +8,12 @@ import msgspec
 from aiohttp import web
 
 from actors.answers import ErrorBody, OrderView, StockView
+from api.channel_openapi import CHANNEL_TYPES, channel_paths
 from api.schemas import AdjustStockIn, OrderIn, SetStockIn
 from api.views import HistoryPage, OrderDetail, StockDetail, StockPage
 
 _TYPES = (OrderIn, SetStockIn, AdjustStockIn, StockView, StockDetail, StockPage, HistoryPage, OrderView, OrderDetail, ErrorBody)
+_TYPES += CHANNEL_TYPES
 
 
 def _ref(t: type) -> dict:
@@ -125,6 +127,7 @@ def _paths() -> dict:
                 "responses": {"200": _answer("The order", OrderDetail), "404": _answer("unknown_order", ErrorBody), **_ERR},
             }
         },
+        **channel_paths(_answer, _json_body, _ERR),
         "/internal/health": {"get": {"summary": "The process is alive", "security": [], "responses": {"200": {"description": "alive"}}}},
         "/internal/ready": {
             "get": {

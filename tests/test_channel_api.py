@@ -92,3 +92,23 @@ def test_dead_letter_endpoints_validate_ids(make_service):
     assert page[0] == 200 and page[1]["items"] == [] and page[1]["next_after"] is None
     assert retry_unknown[0] == 404 and retry_unknown[1]["error"] == "unknown_dead_letter"
     assert discard_bad[0] == 400 and bad_limit[0] == 400
+
+
+def test_openapi_describes_the_channel_endpoints(make_service):
+    svc = make_service()
+
+    async def scenario():
+        async with Client(svc.url, {}) as c:
+            return await c.request("GET", "/openapi.json")
+
+    status, document, _ = asyncio.run(scenario())
+    assert status == 200
+    paths = document["paths"]
+    for path in ("/v1/channels", "/v1/channels/{channel_id}", "/v1/channels/{channel_id}/listings", "/v1/dead-letters",
+                 "/v1/dead-letters/{letter_id}/retry", "/v1/dead-letters/{letter_id}/discard",
+                 "/v1/webhooks/shopify/{channel_id}", "/v1/webhooks/woocommerce/{channel_id}"):
+        assert path in paths, path
+    schemas = document["components"]["schemas"]
+    assert schemas["ChannelIn"]["additionalProperties"] is False
+    assert "secret" not in schemas["ChannelView"]["properties"]
+    assert paths["/v1/webhooks/shopify/{channel_id}"]["post"]["security"] == []
