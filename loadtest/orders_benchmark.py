@@ -39,7 +39,10 @@ from loadtest.wrk_client import run_wrk_load, wrk_path
 HOST = "127.0.0.1"
 HOT_SKU = "HOT-0001"
 SEED_CONCURRENCY = 64
-OTHER_CPU_WARNING_PERCENT = 25.0  # of one core
+# Of one core.  Even a quiet machine shows 10-30 % here: loopback softirq and
+# the kernel's block-I/O workers for WAL fsyncs belong to no process.  Another
+# test suite running alongside shows up as 60-80 %.
+OTHER_CPU_WARNING_PERCENT = 40.0
 THROUGHPUT_TARGET = 3.0  # invsync hot-SKU orders/s must be at least this × naive
 
 
@@ -56,8 +59,8 @@ class ServerCpu(msgspec.Struct):
     database_percent: float
     server_us_per_order: float
     database_us_per_order: float
-    # Machine CPU not explained by server, database or load client: anything
-    # well above zero means something else ran and the run is suspect.
+    # Machine CPU not explained by server, database or load client (kernel
+    # work included); well above the usual 10-30 % means something else ran.
     other_percent: float
 
 

@@ -3,8 +3,9 @@
 Why it exists: on a 2-core machine the load generator shares the CPU with
 the server and PostgreSQL.  The Python client spends ~80-130 µs of CPU per
 request, wrk ~11 µs, so with the Python client the faster system is handicapped
-more (measured: naive hot SKU 3.0k orders/s with the Python client, 4.0k
-with wrk).  Install with ``loadtest/install_wrk.sh``.
+more (measured on 2 cores, medians of 2 rounds: naive 3.2k/5.8k orders/s hot/
+uniform with the Python client, 3.7k/7.6k with wrk; invsync hot 4.4k vs 5.3k).
+Install with ``loadtest/install_wrk.sh``.
 
 Differences from the Python client: duration only (no exact order count);
 latency covers every response wrk saw, including non-201/409 ones; SKU
