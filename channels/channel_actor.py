@@ -88,10 +88,10 @@ class ChannelActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, StockChanges):
-            me = self.channel_id
-            for change in message.changes:
-                self._book.offer(change.sku, change.available, change.version, change.origin_channel == me)
+            self._offer(message.changes)
         elif isinstance(message, PushDone):
+            for changes in message.changes:
+                self._offer(changes)
             self._on_push_done(message)
         elif isinstance(message, Wake):
             if self._wake_at is not None and message.at >= self._wake_at:
@@ -116,6 +116,12 @@ class ChannelActor(pykka.ThreadingActor):
             return None
         self._pump()
         return None
+
+    def _offer(self, changes) -> None:
+        me = self.channel_id
+        offer = self._book.offer
+        for change in changes:
+            offer(change.sku, change.available, change.version, change.origin_channel == me)
 
     def _tell_dead_letters(self, message: Any) -> None:
         try:

@@ -31,6 +31,9 @@ class PushDone(msgspec.Struct, frozen=True):
     headers: dict[str, str]
     body: bytes
     error: str | None  # transport error (timeout, reset, refused): no answer at all
+    # Stock changes the loop held back while the request was in flight (the actor could not
+    # have sent them anyway): one wake-up per push instead of one per committed batch.
+    changes: tuple[tuple[StockChanged, ...], ...] = ()
 
 
 class Wake(msgspec.Struct, frozen=True):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
+import msgspec
 import pykka
 import structlog
 
@@ -85,12 +86,18 @@ class ChannelIO:
 
 
 class ConfirmedWriter:
-    """Group-commits confirmed (channel, sku) -> (quantity, version) rows: one write in flight."""
+    """Writes confirmed (channel, sku) -> (quantity, version) rows, newest per key, in groups.
 
-    def __init__(self, pool) -> None:
+    The state only saves work after a clean restart (after a crash everything is resent), so it
+    is written at most once per `interval_s` rather than once per push; `flush` writes at once.
+    """
+
+    def __init__(self, pool, interval_s: float = 1.0) -> None:
         self._pool = pool
+        self._interval = interval_s
         self._buffer: dict[tuple[str, str], tuple[int, int]] = {}
         self._task: asyncio.Task | None = None
+        self._now = asyncio.Event()
         self.writes = 0
 
     def record(self, channel_id: str, rows: list[tuple[str, int, int]]) -> None:
@@ -105,6 +112,11 @@ class ConfirmedWriter:
 
     async def _run(self) -> None:
         try:
+            try:
+                await asyncio.wait_for(self._now.wait(), self._interval)
+            except asyncio.TimeoutError:
+                pass
+            self._now.clear()
             while self._buffer:
                 rows, self._buffer = self._buffer, {}
                 try:
@@ -123,12 +135,16 @@ class ConfirmedWriter:
             self._task = None
 
     async def flush(self, timeout: float = 10.0) -> bool:
+        """Write everything recorded so far; True when it is stored."""
         if self._task is None and self._buffer:
             self._task = asyncio.get_running_loop().create_task(self._run())
-        if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=timeout)
-            return bool(done) and not self._buffer
-        return True
+        self._now.set()
+        task = self._task
+        if task is not None:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                return False
+        return not self._buffer
 
 
 class ChannelHub:
@@ -152,7 +168,8 @@ class ChannelHub:
         self.actors: dict[str, Any] = {}
         self.dead_letters: Any = None
         self.session: aiohttp.ClientSession | None = None
-        self._sends: dict[str, asyncio.Task] = {}
+        self._sends: dict[str, asyncio.Task] = {}  # channel -> its request in flight
+        self._held: dict[str, list[tuple[StockChanged, ...]]] = {}  # changes for busy channels
         self._outbox: list[StockChanged] = []
         self._flush_scheduled = False
         self._dead_ops: asyncio.Queue = asyncio.Queue()
@@ -194,6 +211,7 @@ class ChannelHub:
         )
 
     async def stop(self) -> None:
+
         for task in self._tasks[1:]:
             task.cancel()
         refs = list(self.actors.values())
@@ -231,20 +249,29 @@ class ChannelHub:
 
     def _flush_outbox(self) -> None:
         self._flush_scheduled = False
-        message = StockChanges(tuple(self._outbox))
+        changes = tuple(self._outbox)
         self._outbox.clear()
-        for ref in list(self.actors.values()):
-            _tell(ref, message)
+        message = StockChanges(changes)
+        busy, held = self._sends, self._held
+        for channel_id, ref in list(self.actors.items()):
+            if channel_id in busy:
+                # A request is in flight: the actor could not send these yet. They ride along
+                # with the answer (PushDone), so the actor wakes once per push.
+                held.setdefault(channel_id, []).append(changes)
+            else:
+                _tell(ref, message)
 
     # --- what the actors ask for --------------------------------------------------------------
 
     def _send(self, channel_id: str, ref: Any, request_id: int, request: HttpRequest, timeout: float) -> None:
-        task = self._loop.create_task(self._do_send(ref, request_id, request, timeout))
+        if self.actors.get(channel_id) != ref:
+            return  # a stopped actor's last wish: its successor decides afresh
+        task = self._loop.create_task(self._do_send(channel_id, ref, request_id, request, timeout))
         self._sends[channel_id] = task
-        task.add_done_callback(lambda t: self._sends.pop(channel_id, None) if self._sends.get(channel_id) is t else None)
 
-    async def _do_send(self, ref: Any, request_id: int, request: HttpRequest, timeout: float) -> None:
+    async def _do_send(self, channel_id: str, ref: Any, request_id: int, request: HttpRequest, timeout: float) -> None:
         assert self.session is not None
+        done = PushDone(request_id, 0, {}, b"", "cancelled")
         try:
             async with self.session.request(
                 request.method,
@@ -259,7 +286,14 @@ class ChannelHub:
             done = PushDone(request_id, 0, {}, b"", f"no answer within {timeout} s")
         except (aiohttp.ClientError, OSError) as exc:
             done = PushDone(request_id, 0, {}, b"", f"{type(exc).__name__}: {str(exc)[:200]}")
-        _tell(ref, done)
+        finally:
+            # No await from here on: "not busy" and "held changes delivered" happen together.
+            if self._sends.get(channel_id) is asyncio.current_task():
+                del self._sends[channel_id]
+            held = self._held.pop(channel_id, None)
+            if held:
+                done = msgspec.structs.replace(done, changes=tuple(held))
+            _tell(ref, done)
 
     def _wake(self, ref: Any, delay: float, message: Any) -> None:
         self._loop.call_later(delay, _tell, ref, message)
@@ -312,6 +346,7 @@ class ChannelHub:
 
     async def _stop_actor(self, channel_id: str) -> None:
         ref = self.actors.pop(channel_id, None)
+        self._held.pop(channel_id, None)
         if ref is not None:
             await self._loop.run_in_executor(None, lambda: ref.stop(block=True, timeout=10))
         send = self._sends.get(channel_id)

@@ -33,11 +33,42 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import psutil
 
 from loadtest.server_process import ServerProcess, free_port
 
 TOKEN = "propagation-bench-token"
 SECRET = "bench-secret"
+
+
+def _cpu_by_role() -> dict[str, float]:
+    """CPU seconds used so far by invsync, PostgreSQL, the simulator and this load generator."""
+    me = os.getpid()
+    totals = {"invsync": 0.0, "postgresql": 0.0, "simulator": 0.0, "load generator": 0.0}
+    for process in psutil.process_iter(["pid", "name", "cmdline", "cpu_times"]):
+        info = process.info
+        cmdline = " ".join(info.get("cmdline") or [])
+        times = info.get("cpu_times")
+        if times is None:
+            continue
+        used = times.user + times.system
+        if info["pid"] == me:
+            totals["load generator"] += used
+        elif "serve --data-dir" in cmdline and "invsync-propagation" in cmdline:
+            totals["invsync"] += used
+        elif "channels.simulator" in cmdline:
+            totals["simulator"] += used
+        elif (info.get("name") or "").startswith("postgres"):
+            totals["postgresql"] += used
+    return totals
+
+
+def _server_command(switch_interval: float | None) -> list[str]:
+    if switch_interval is None:
+        return [sys.executable, "-m", "server"]
+    # An experiment: how much of the latency is threads waiting for the GIL?
+    code = f"import sys; sys.setswitchinterval({switch_interval}); import server; sys.exit(server.main(sys.argv[1:]))"
+    return [sys.executable, "-c", code]
 
 
 def _percentile(values: list[float], p: float) -> float:
@@ -129,7 +160,7 @@ async def main(args: argparse.Namespace) -> int:
     simulator = await _start_simulator(workdir, args.channels, args.latency_ms, sim_port)
     server = ServerProcess(
         "invsync",
-        [sys.executable, "-m", "server", "serve", "--data-dir", str(workdir / "data"), "--port", str(api_port)],
+        _server_command(args.switch_interval) + ["serve", "--data-dir", str(workdir / "data"), "--port", str(api_port)],
         api_port,
         env={"INVSYNC_API_TOKEN": TOKEN, "INVSYNC_LOG_FORMAT": "json"},
         log_path=workdir / "invsync.log",
@@ -149,7 +180,10 @@ async def main(args: argparse.Namespace) -> int:
                 return 1
             stats_before = await _sim(http, sim_base, "/_sim/stats")
             window_start = time.time()
+            cpu_before = _cpu_by_role()
             accepted, errors, elapsed = await _drive(base, skus, args.rate, args.duration, args.workers)
+            cpu_after = _cpu_by_role()
+            cpu = ", ".join(f"{role} {100 * (cpu_after[role] - cpu_before[role]) / elapsed:.0f}%" for role in cpu_after)
             print(f"orders: {accepted} accepted, {errors} errors in {elapsed:.1f} s = {accepted / elapsed:.0f}/s", flush=True)
             converged_at = await _converged(http, base, sim_base, skus, 60)
             print(f"converged: {bool(converged_at)}", flush=True)
@@ -170,6 +204,7 @@ async def main(args: argparse.Namespace) -> int:
     items = sum(stats_after[c]["items_applied"] - stats_before[c]["items_applied"] for c in stats_after)
     latencies = _latencies(events, logs, offset)
     print(f"channels {args.channels}, simulator latency {args.latency_ms} ms, {args.skus} SKUs")
+    print(f"CPU during the load (100% = one core of {os.cpu_count()}): {cpu}")
     print(f"channel requests: {requests} = {requests / max(1, accepted):.2f} per order "
           f"({items / max(1, requests):.1f} SKU updates per request); stale writes: {stale}")
     if latencies:
@@ -249,7 +284,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--skus", type=int, default=100)
     parser.add_argument("--rate", type=float, default=2000.0, help="orders per second")
     parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--workers", type=int, default=64, help="concurrent order connections")
+    parser.add_argument("--workers", type=int, default=256, help="concurrent order connections")
+    parser.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval for invsync (experiment)")
     return parser
 
 
