@@ -265,6 +265,18 @@ def plan_batch(
     return Plan(batch, immediate, holds, handoffs, deferred)
 
 
+def merge_batches(batches: Iterable[Batch]) -> Batch:
+    """Several owners' batches as one transaction (their SKUs are disjoint)."""
+    batches = list(batches)
+    return Batch(
+        batches[0].batch_id,
+        [row for b in batches for row in b.stock_rows],
+        [event for b in batches for event in b.events],
+        [entry for b in batches for entry in b.entries],
+        [change for b in batches for change in b.changes],
+    )
+
+
 def single_order_batch(
     op: PlaceOrder | CancelOrder, states: Mapping[str, SkuState | None], batch_id: int
 ) -> Batch:
@@ -283,6 +295,7 @@ __all__ = [
     "OrderStatusChange",
     "Plan",
     "StockRow",
+    "merge_batches",
     "plan_batch",
     "single_order_batch",
 ]

@@ -138,6 +138,23 @@ class StockGateway:
         return answer if answer is not None else unavailable_answer(TIMEOUT_DETAIL)
 
     async def cancel_order(self, channel: str, order_id: str) -> Answer:
+        key = ("cancel:" + channel, order_id)
+        running = self._in_flight.get(key)
+        if running is not None:
+            # Two cancels of one order at once: one decision, so the second is a replay.
+            answer = await asyncio.shield(running[1])
+            return msgspec.structs.replace(answer, replayed=True) if answer.status < 300 else answer
+        first = self._loop.create_future()
+        self._in_flight[key] = ("", first)
+        answer = unavailable_answer(TIMEOUT_DETAIL)
+        try:
+            answer = await self._cancel(channel, order_id)
+        finally:
+            del self._in_flight[key]
+            first.set_result(answer)
+        return answer
+
+    async def _cancel(self, channel: str, order_id: str) -> Answer:
         try:
             row = await fetch_order(self._pool, channel, order_id)
         except DATABASE_ERRORS:

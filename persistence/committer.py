@@ -18,7 +18,7 @@ import pykka
 import structlog
 
 from actors.answers import Answer, error_answer, unavailable_answer
-from actors.batch_builder import Batch
+from actors.batch_builder import Batch, merge_batches
 from actors.messages import (
     BatchCommitted,
     BatchConflicted,
@@ -73,49 +73,93 @@ def replay_answer(op: Any, stored: StoredOrder) -> Answer:
 
 
 class Committer:
+    """Commits owners' batches, several at a time in one transaction.
+
+    Owners of different SKUs commit independently, but a transaction and its
+    fsync cost the same for one row or a thousand: batches that arrive while
+    `max_in_flight` transactions are running are merged into the next one.
+    Their SKUs are disjoint (one owner per SKU, one batch per owner), so a
+    merged transaction is just several batches made durable together.
+    """
+
     def __init__(
         self,
         pool: asyncpg.Pool,
         publish: Callable[[Sequence[StockChanged]], None] = lambda changes: None,
         observe: Callable[[Batch, float], None] = lambda batch, seconds: None,
+        max_in_flight: int = 2,
     ) -> None:
         self._pool = pool
         self._publish = publish
         self._observe = observe
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._waiting: list[tuple[Batch, asyncio.Future]] = []
         self._tasks: set[asyncio.Task] = set()
         self.batches = 0
+        self.transactions = 0
 
     def submit(self, batch: Batch, owner: Any) -> None:
         """Called on the loop (through call_soon_threadsafe) by an owner."""
-        task = asyncio.get_running_loop().create_task(self._commit_for(batch, owner))
+        future = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: _tell_outcome(owner, batch, f.result()))
+        self._enqueue(batch, future)
+
+    async def run(self, batch: Batch) -> Committed | Conflicted | Failed:
+        """Commit one batch (merged with others) and answer its requests."""
+        future = asyncio.get_running_loop().create_future()
+        self._enqueue(batch, future)
+        return await future
+
+    def _enqueue(self, batch: Batch, future: asyncio.Future) -> None:
+        self._waiting.append((batch, future))
+        self._start_next()
+
+    def _start_next(self) -> None:
+        if not self._waiting or self._in_flight >= self._max_in_flight:
+            return
+        group, self._waiting = self._waiting, []
+        self._in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._commit_group(group))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _commit_for(self, batch: Batch, owner: Any) -> None:
-        outcome = await self.run(batch)
-        if isinstance(outcome, Committed):
-            message = BatchCommitted(batch.batch_id, outcome.states)
-        elif isinstance(outcome, Conflicted):
-            message = BatchConflicted(batch.batch_id, outcome.retry)
-        else:
-            message = BatchFailed(batch.batch_id, batch.skus)
+    async def _commit_group(self, group: list[tuple[Batch, asyncio.Future]]) -> None:
         try:
-            owner.tell(message)
-        except pykka.ActorDeadError:
-            pass  # a restarted owner reloads from the database
+            batches = [batch for batch, _ in group]
+            outcomes = await self._commit(batches)
+            if outcomes is None:
+                # A stale owner spoiled the merged transaction: find out which
+                # batch it was by committing each on its own.
+                outcomes = await asyncio.gather(*(self._commit([b]) for b in batches))
+                outcomes = [o[0] for o in outcomes]
+            for (_, future), outcome in zip(group, outcomes):
+                future.set_result(outcome)
+        finally:
+            self._in_flight -= 1
+            self._start_next()
 
-    async def run(self, batch: Batch) -> Committed | Conflicted | Failed:
+    async def _commit(self, batches: list[Batch]) -> list | None:
+        """Outcome per batch; None when a merged group failed a version fence."""
+        batch = batches[0] if len(batches) == 1 else merge_batches(batches)
         started = time.perf_counter()
         try:
             conflicts = await commit_batch(self._pool, batch)
         except asyncpg.SerializationError as exc:
-            return self._fail(batch, "a concurrent change won; retry", exc)
+            if len(batches) > 1:
+                return None
+            return [self._fail(batch, "a concurrent change won; retry", exc)]
         except DATABASE_ERRORS as exc:
-            return self._fail(batch, "the database is unavailable; nothing was acknowledged", exc)
+            return [self._fail(b, "the database is unavailable; nothing was acknowledged", exc) for b in batches]
+        self.transactions += 1
         if conflicts is not None:
-            return self._answer_conflicts(batch, conflicts)
+            return [self._answer_conflicts(b, conflicts) for b in batches]
+        seconds = time.perf_counter() - started
+        return [self._succeed(b, seconds) for b in batches]
+
+    def _succeed(self, batch: Batch, seconds: float) -> Committed:
         self.batches += 1
-        self._observe(batch, time.perf_counter() - started)
+        self._observe(batch, seconds)
         for entry in batch.entries:
             entry.op.reply.settle_here(entry.answer)
             if entry.record is not None:
@@ -144,3 +188,16 @@ class Committer:
             else:
                 retry.append(entry.op)
         return Conflicted(tuple(retry))
+
+
+def _tell_outcome(owner: Any, batch: Batch, outcome: Committed | Conflicted | Failed) -> None:
+    if isinstance(outcome, Committed):
+        message = BatchCommitted(batch.batch_id, outcome.states)
+    elif isinstance(outcome, Conflicted):
+        message = BatchConflicted(batch.batch_id, outcome.retry)
+    else:
+        message = BatchFailed(batch.batch_id, batch.skus)
+    try:
+        owner.tell(message)
+    except pykka.ActorDeadError:
+        pass  # a restarted owner reloads from the database

@@ -43,10 +43,10 @@ def test_group_commit_takes_far_fewer_transactions_than_orders(service):
     async def scenario():
         async with Client(service.url, service.headers, connections=256) as c:
             await c.set_stock("flash", 100_000)
-            before = service.service.committer.batches
+            before = service.service.committer.transactions
             results = await asyncio.gather(*(c.order(f"g-{i}", [("flash", 1)]) for i in range(1000)))
             assert all(s == 201 for s, _, _ in results)
-            return service.service.committer.batches - before
+            return service.service.committer.transactions - before
 
     transactions = run(scenario())
     # Each transaction is one batch; 1,000 orders arriving at once share them.
@@ -165,3 +165,17 @@ def test_conditional_writes_never_lose_an_update(service):
     assert stock["available"] == 200
     assert stock["version"] == 201
     assert conflicts > 0  # the writers really did race
+
+
+def test_concurrent_cancels_give_back_once(service):
+    async def scenario():
+        async with Client(service.url, service.headers, connections=30) as c:
+            await c.set_stock("cx", 10)
+            assert (await c.order("to-cancel", [("cx", 4)]))[0] == 201
+            results = await asyncio.gather(*(c.request("POST", "/v1/orders/web/to-cancel/cancel") for _ in range(30)))
+            return results, await c.stock("cx")
+
+    results, stock = run(scenario())
+    assert {s for s, _, _ in results} == {200}
+    assert sum(1 for _, _, h in results if h.get("Idempotent-Replayed") != "true") == 1
+    assert (stock["available"], stock["version"]) == (10, 3)
