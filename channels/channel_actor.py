@@ -73,6 +73,11 @@ class ChannelActor(pykka.ThreadingActor):
     def __repr__(self) -> str:
         return f"ChannelActor({self.channel_id})"
 
+    def on_failure(self, exc_type, exc_value, tb) -> None:
+        log.error("channel actor crashed; the hub restarts it", channel=self.channel_id, error=repr(exc_value))
+        self.on_stop()
+        self._io.crashed(self.channel_id, self.actor_ref)
+
     def on_stop(self) -> None:
         # A push whose answer we will not see may have been applied: record those SKUs as
         # unknown (quantity -1), so the next start pushes them whatever the stock says.

@@ -66,6 +66,10 @@ class DeadLetterActor(pykka.ThreadingActor):
         self.discarded: Counter[str] = Counter()
         self.retried: Counter[str] = Counter()
 
+    def on_failure(self, exc_type, exc_value, tb) -> None:
+        log.error("dead-letter actor crashed; the hub restarts it from the database", error=repr(exc_value))
+        self._io.crashed(None, self.actor_ref)
+
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, DeadLettered):
             self._add(message)

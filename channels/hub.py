@@ -84,6 +84,10 @@ class ChannelIO:
     def retry_dead(self, channel_id: str, skus: tuple[str, ...]) -> None:
         self._call(self._hub._tell_channel, channel_id, RetryDeadLetters(skus))
 
+    def crashed(self, channel_id: str | None, ref: Any) -> None:
+        """An actor died of an exception (None: the dead-letter actor)."""
+        self._call(self._hub._restart_crashed, channel_id, ref)
+
 
 class ConfirmedWriter:
     """Writes confirmed (channel, sku) -> (quantity, version) rows, newest per key, in groups.
@@ -176,6 +180,8 @@ class ChannelHub:
         self._tasks: list[asyncio.Task] = []
         self._lock = asyncio.Lock()  # one channel create/update/delete at a time
         self._previous_clean = True
+        self._stopping = False
+        self.restarts = 0
         # per channel: orders, oversold, cancels, ignored, bad_signature (inbound webhooks)
         self.inbound_counts: defaultdict[str, Counter] = defaultdict(Counter)
 
@@ -211,6 +217,7 @@ class ChannelHub:
         )
 
     async def stop(self) -> None:
+        self._stopping = True
 
         for task in self._tasks[1:]:
             task.cancel()
@@ -331,6 +338,33 @@ class ChannelHub:
             _tell(self.dead_letters, DeadLetterTick())
 
     # --- channel actors ----------------------------------------------------------------------
+
+    def _restart_crashed(self, channel_id: str | None, ref: Any) -> None:
+        if self._stopping:
+            return
+        if channel_id is None:
+            if self.dead_letters == ref:
+                self._loop.create_task(self._restart_dead_letters())
+        elif self.actors.get(channel_id) == ref:
+            self.restarts += 1
+            self._loop.create_task(self._restart_channel(channel_id))
+
+    async def _restart_channel(self, channel_id: str) -> None:
+        async with self._lock:
+            definition = self.definitions.get(channel_id)
+            await self._stop_actor(channel_id)
+            if definition is not None and definition.enabled and not self._stopping:
+                await self._start_actor(definition)
+
+    async def _restart_dead_letters(self) -> None:
+        self.restarts += 1
+        while not self._dead_ops.empty():  # its last writes first, then read them back
+            await asyncio.sleep(0.05)
+        letters = await channel_store.load_dead_letters(self._pool)
+        self.dead_letters = DeadLetterActor.start(io=self.io, letters=letters, base_s=self._dl_base, cap_s=self._dl_cap)
+        for channel_id in list(self.actors):
+            # Channel actors hold the old reference: give them a fresh start too.
+            await self._restart_channel(channel_id)
 
     async def _start_actor(self, definition: ChannelDefinition, stock=None, resend_all: bool = False) -> None:
         listings = await channel_store.load_listings(self._pool, definition.id)

@@ -299,3 +299,29 @@ def test_buffer_and_unlisted_skus(sims, make_service):
     assert channel["status"]["unlisted_skus"] == 2
     assert channel["status"]["unlisted_sample"] == ["S-1", "S-2"]
     assert set(shown(sim, "shop-b")) == {"S-0"}
+
+
+def test_a_crashed_channel_actor_is_restarted_and_the_channel_still_converges(sims, make_service):
+    from channels.channel_messages import StockChanges
+
+    spec = ChannelSpec(id="wh-crash", kind="webhook")
+    sim = sims([spec])
+    svc = make_service()
+
+    async def scenario():
+        async with Client(svc.url, svc.headers) as c:
+            await connect(c, sim, spec, **FAST)
+            await c.set_stock("S-0", 5)
+            first = await wait_until(lambda: shown(sim, "wh-crash").get("S-0") == 5, timeout=10)
+            hub = svc.service.channels
+            old = hub.actors["wh-crash"]
+            old.tell(StockChanges(changes=None))  # not iterable: the actor raises and dies
+            restarted = await wait_until(lambda: hub.actors.get("wh-crash") not in (None, old), timeout=10)
+            await c.set_stock("S-0", 2)
+            await c.set_stock("S-1", 7)
+            after = await wait_until(lambda: shown(sim, "wh-crash") == {"S-0": 2, "S-1": 7}, timeout=10)
+            return first, restarted, after, old.is_alive(), hub.restarts
+
+    first, restarted, after, old_alive, restarts = asyncio.run(scenario())
+    assert first and restarted and after
+    assert not old_alive and restarts == 1
