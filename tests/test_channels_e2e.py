@@ -325,3 +325,34 @@ def test_a_crashed_channel_actor_is_restarted_and_the_channel_still_converges(si
     first, restarted, after, old_alive, restarts = asyncio.run(scenario())
     assert first and restarted and after
     assert not old_alive and restarts == 1
+
+
+def test_after_an_unclean_stop_everything_is_resent_with_versions_that_never_go_back(sims, make_service, database_url):
+    from tests.conftest import query
+
+    spec = ChannelSpec(id="wh-u", kind="webhook")
+    sim = sims([spec])
+    svc = make_service()
+
+    async def first():
+        async with Client(svc.url, svc.headers) as c:
+            await connect(c, sim, spec, **FAST)
+            for sku in SKUS[:4]:
+                await c.set_stock(sku, 3)
+            return await wait_until(lambda: converged(c, sim, ["wh-u"], SKUS[:4]), timeout=10)
+
+    assert asyncio.run(first())
+    svc.stop()
+    # As if the process had been killed: the clean-shutdown mark is missing.
+    asyncio.run(query(database_url, "UPDATE channel_sync_runs SET clean_shutdown = false"))
+    log_before = len(sim.log("wh-u"))
+    svc2 = make_service()
+
+    async def second():
+        async with Client(svc2.url, svc2.headers) as c:
+            return await wait_until(lambda: len(sim.log("wh-u")) >= log_before + 4, timeout=10)
+
+    assert asyncio.run(second())
+    resent = sim.log("wh-u")[log_before:]
+    assert sorted(item[0] for item in resent) == SKUS[:4]
+    assert sim.stats()["wh-u"]["stale_writes"] == 0
