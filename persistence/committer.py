@@ -44,6 +44,7 @@ DATABASE_ERRORS = (
 
 class Committed(msgspec.Struct, frozen=True):
     states: tuple[SkuState, ...]
+    seconds: float = 0.0
 
 
 class Conflicted(msgspec.Struct, frozen=True):
@@ -94,16 +95,15 @@ class Committer:
         self._observe = observe
         self._max_in_flight = max_in_flight
         self._in_flight = 0
-        self._waiting: list[tuple[Batch, asyncio.Future]] = []
+        # (batch, owner to tell, or a future to settle with the outcome)
+        self._waiting: list[tuple[Batch, Any]] = []
         self._tasks: set[asyncio.Task] = set()
         self.batches = 0
         self.transactions = 0
 
     def submit(self, batch: Batch, owner: Any) -> None:
         """Called on the loop (through call_soon_threadsafe) by an owner."""
-        future = asyncio.get_running_loop().create_future()
-        future.add_done_callback(lambda f: _tell_outcome(owner, batch, f.result()))
-        self._enqueue(batch, future)
+        self._enqueue(batch, owner)
 
     async def run(self, batch: Batch) -> Committed | Conflicted | Failed:
         """Commit one batch (merged with others) and answer its requests."""
@@ -111,8 +111,8 @@ class Committer:
         self._enqueue(batch, future)
         return await future
 
-    def _enqueue(self, batch: Batch, future: asyncio.Future) -> None:
-        self._waiting.append((batch, future))
+    def _enqueue(self, batch: Batch, waiter: Any) -> None:
+        self._waiting.append((batch, waiter))
         self._start_next()
 
     def _start_next(self) -> None:
@@ -124,7 +124,7 @@ class Committer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _commit_group(self, group: list[tuple[Batch, asyncio.Future]]) -> None:
+    async def _commit_group(self, group: list[tuple[Batch, Any]]) -> None:
         try:
             batches = [batch for batch, _ in group]
             outcomes = await self._commit(batches)
@@ -133,8 +133,15 @@ class Committer:
                 # batch it was by committing each on its own.
                 outcomes = await asyncio.gather(*(self._commit([b]) for b in batches))
                 outcomes = [o[0] for o in outcomes]
-            for (_, future), outcome in zip(group, outcomes):
-                future.set_result(outcome)
+            # Owners first, so they build their next batch while we answer this one.
+            for (batch, waiter), outcome in zip(group, outcomes):
+                if isinstance(waiter, asyncio.Future):
+                    waiter.set_result(outcome)
+                else:
+                    _tell_outcome(waiter, batch, outcome)
+            for (batch, _), outcome in zip(group, outcomes):
+                if isinstance(outcome, Committed):
+                    self._succeed(batch, outcome.seconds)
         finally:
             self._in_flight -= 1
             self._start_next()
@@ -155,9 +162,10 @@ class Committer:
         if conflicts is not None:
             return [self._answer_conflicts(b, conflicts) for b in batches]
         seconds = time.perf_counter() - started
-        return [self._succeed(b, seconds) for b in batches]
+        return [Committed(tuple(SkuState(r.sku, r.available, r.version) for r in b.stock_rows), seconds) for b in batches]
 
-    def _succeed(self, batch: Batch, seconds: float) -> Committed:
+    def _succeed(self, batch: Batch, seconds: float) -> None:
+        """Answer and announce a committed batch (after its owner was told)."""
         self.batches += 1
         self._observe(batch, seconds)
         for entry in batch.entries:
@@ -170,7 +178,6 @@ class Committer:
                     skus=sorted(entry.op.skus),
                 )
         self._publish(batch.changes)
-        return Committed(tuple(SkuState(r.sku, r.available, r.version) for r in batch.stock_rows))
 
     def _fail(self, batch: Batch, detail: str, exc: BaseException) -> Failed:
         log.warning("batch not committed", error=repr(exc), requests=len(batch.entries), skus=len(batch.stock_rows))
