@@ -114,7 +114,9 @@ async def _sim(http: aiohttp.ClientSession, base: str, path: str):
         return await r.json()
 
 
-async def _drive(base: str, skus: list[str], rate: float, duration: float, workers: int) -> tuple[int, int, float]:
+async def _drive(
+    base: str, skus: list[str], rate: float, duration: float, workers: int, latencies: list[float]
+) -> tuple[int, int, float]:
     """Paced single-line orders: order n is due at start + n / rate (sent late if we fall behind)."""
     counter = itertools.count()
     total = int(rate * duration)
@@ -136,11 +138,13 @@ async def _drive(base: str, skus: list[str], rate: float, duration: float, worke
                     await asyncio.sleep(delay)
                 sku = skus[(n * 7919) % len(skus)]
                 body = body_head + str(n).encode() + b'","lines":[{"sku":"' + sku.encode() + b'","qty":1}]}'
+                sent = time.perf_counter()
                 try:
                     async with http.post(base + "/v1/orders", data=body, headers=headers) as r:
                         await r.read()
                         if r.status == 201:
                             accepted += 1
+                            latencies.append(time.perf_counter() - sent)
                         else:
                             errors += 1
                 except aiohttp.ClientError:
@@ -181,10 +185,14 @@ async def main(args: argparse.Namespace) -> int:
             stats_before = await _sim(http, sim_base, "/_sim/stats")
             window_start = time.time()
             cpu_before = _cpu_by_role()
-            accepted, errors, elapsed = await _drive(base, skus, args.rate, args.duration, args.workers)
+            order_latencies: list[float] = []
+            accepted, errors, elapsed = await _drive(base, skus, args.rate, args.duration, args.workers, order_latencies)
             cpu_after = _cpu_by_role()
             cpu = ", ".join(f"{role} {100 * (cpu_after[role] - cpu_before[role]) / elapsed:.0f}%" for role in cpu_after)
-            print(f"orders: {accepted} accepted, {errors} errors in {elapsed:.1f} s = {accepted / elapsed:.0f}/s", flush=True)
+            ms = [x * 1000 for x in order_latencies]
+            print(f"orders: {accepted} accepted, {errors} errors in {elapsed:.1f} s = {accepted / elapsed:.0f}/s "
+                  f"(target {args.rate:.0f}/s, {args.workers} connections); order latency p50 "
+                  f"{_percentile(ms, 50):.0f} ms, p99 {_percentile(ms, 99):.0f} ms", flush=True)
             converged_at = await _converged(http, base, sim_base, skus, 60)
             print(f"converged: {bool(converged_at)}", flush=True)
             stats_after = await _sim(http, sim_base, "/_sim/stats")
