@@ -318,7 +318,8 @@ class ChannelHub:
                 while True:
                     try:
                         if op == "upsert":
-                            await channel_store.upsert_dead(self._pool, arg)
+                            if arg.channel in self.definitions:  # not for a channel deleted meanwhile
+                                await channel_store.upsert_dead(self._pool, arg)
                         else:
                             await channel_store.delete_dead(self._pool, *arg)
                         break
@@ -417,8 +418,9 @@ class ChannelHub:
     async def delete(self, channel_id: str) -> bool:
         async with self._lock:
             await self._stop_actor(channel_id)
+            self.definitions.pop(channel_id, None)  # from now on its dead letters are not written
+            await self._dead_ops.join()
             deleted = await channel_store.delete_channel(self._pool, channel_id)
-            self.definitions.pop(channel_id, None)
             _tell(self.dead_letters, ChannelRemoved(channel_id))
             if deleted:
                 log.info("channel deleted", channel=channel_id)
