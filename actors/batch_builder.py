@@ -180,13 +180,19 @@ def plan_batch(
     queue: Iterable[Any],
     blocked: Iterable[str],
     batch_id: int,
+    busy: Iterable[str] = (),
 ) -> Plan:
     """Decide every queued request that can be decided now.
 
+    `committed` is the owner's view: durable state plus the effects of its
+    batches still being committed (`busy` SKUs). A request may build on those
+    effects, but its answer then waits for this batch to be durable, and holds
+    and hand-overs of a busy SKU wait until nothing of it is in flight.
     `blocked` are SKUs held for a multi-owner order or awaiting a hand-over:
     requests on them, and every later request sharing a SKU with a deferred
     one, wait (so each SKU's requests keep their arrival order).
     """
+    busy = frozenset(busy)
     working: dict[str, SkuState] = {}
     expected: dict[str, int] = {}
     blocked = set(blocked)
@@ -214,7 +220,7 @@ def plan_batch(
     unavailable = set(blocked)  # held or not here yet: nothing may touch them
     for op in queue:
         skus = op.skus
-        if isinstance(op, HoldSku) and op.sku not in unavailable and op.sku not in working:
+        if isinstance(op, HoldSku) and op.sku not in unavailable and op.sku not in working and op.sku not in busy:
             # A hold may pass requests that wait: they may be waiting for
             # another hold of the same multi-owner order, and holding them
             # back behind it would deadlock.
@@ -228,13 +234,13 @@ def plan_batch(
             continue
         if isinstance(op, (HoldSku, HandOffSku)):
             blocked.add(op.sku)
-            if op.sku in working:
-                # Its state is not durable yet: grant after this batch commits.
+            if op.sku in working or op.sku in busy:
+                # Its state is not durable yet: grant after it is.
                 deferred.append(op)
             else:
                 handoffs.append((op, committed.get(op.sku)))
             continue
-        depends_on_batch = not skus.isdisjoint(working)
+        depends_on_batch = not skus.isdisjoint(working) or not skus.isdisjoint(busy)
         if isinstance(op, PlaceOrder):
             result, entry = _decide_order(op, current)
         elif isinstance(op, CancelOrder):
@@ -266,14 +272,30 @@ def plan_batch(
 
 
 def merge_batches(batches: Iterable[Batch]) -> Batch:
-    """Several owners' batches as one transaction (their SKUs are disjoint)."""
+    """Batches, in order, as one transaction.
+
+    Batches of different owners touch different SKUs; later batches of one
+    owner build on its earlier ones, so per SKU the merged row expects the
+    first batch's version and leaves the last one's state.
+    """
     batches = list(batches)
+    rows: dict[str, StockRow] = {}
+    changes: dict[str, StockChanged] = {}
+    for batch in batches:
+        for row in batch.stock_rows:
+            first = rows.get(row.sku)
+            rows[row.sku] = row if first is None else StockRow(row.sku, first.expected_version, row.available, row.version)
+        for change in batch.changes:
+            before = changes.get(change.sku)
+            if before is not None and (before.origin_channel is None or before.origin_channel != change.origin_channel):
+                change = StockChanged(change.sku, change.available, change.version, None)
+            changes[change.sku] = change
     return Batch(
         batches[0].batch_id,
-        [row for b in batches for row in b.stock_rows],
+        list(rows.values()),
         [event for b in batches for event in b.events],
         [entry for b in batches for entry in b.entries],
-        [change for b in batches for change in b.changes],
+        list(changes.values()),
     )
 
 

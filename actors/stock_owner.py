@@ -1,9 +1,13 @@
 """The actor that owns a set of SKUs: a shard, or one hot SKU of its own.
 
-It keeps each owned SKU's committed quantity and version in memory, decides
-every request against it (actors.batch_builder / actors.stock_rules) and
-hands one batch at a time to the loop to commit. Requests that arrive while a
-batch is in flight wait in `_queue` and form the next batch: group commit.
+It keeps each owned SKU's quantity and version in memory, decides every
+request against it (actors.batch_builder / actors.stock_rules) and hands the
+resulting batches to the loop to commit. Its view includes the effects of
+batches still being committed, so it can decide the next batch while the
+database works on the previous one (the committer sends an owner's batches
+one transaction at a time, merging those that waited). Answers wait until
+their batch is durable. When a batch fails, the owner stops deciding until
+all its batches are settled, then reloads the affected SKUs from the database.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ log = structlog.get_logger("invsync.owner")
 _QUEUED = (PlaceOrder, CancelOrder, SetStock, AdjustStock, HoldSku, HandOffSku)
 _batch_ids = count(1)
 
+# Batches an owner may have on their way to the database at once.
+MAX_BATCHES_IN_FLIGHT = 8
+
 # Reads the committed state of SKUs from the database, blocking the calling
 # actor (never the loop); None means all SKUs this owner should own.
 StateLoader = Callable[[Iterable[str] | None], list[SkuState]]
@@ -80,7 +87,8 @@ class StockOwner(pykka.ThreadingActor):
         self._supervisor = supervisor
         self._states: dict[str, SkuState] | None = states
         self._queue: deque = deque()
-        self._in_flight: Batch | None = None
+        self._in_flight: dict[int, Batch] = {}
+        self._settling = False
         self._held: set[str] = set()
         self._awaiting: set[str] = set(expect)
         self._gone: set[str] = set()
@@ -135,14 +143,16 @@ class StockOwner(pykka.ThreadingActor):
         elif isinstance(message, _QUEUED):
             self._queue.append(message)
         elif isinstance(message, BatchCommitted):
-            self._in_flight = None
-            for state in message.states:
-                self._states[state.sku] = state
+            self._in_flight.pop(message.batch_id, None)
         elif isinstance(message, BatchFailed):
-            self._in_flight = None
+            self._in_flight.pop(message.batch_id, None)
             self._stale.update(message.skus)
+            self._settling = True
         elif isinstance(message, BatchConflicted):
-            self._in_flight = None
+            batch = self._in_flight.pop(message.batch_id, None)
+            if batch is not None:
+                self._stale.update(batch.skus)  # nothing of it was written
+            self._settling = True
             self._queue.extendleft(reversed(message.retry))
         elif isinstance(message, ReleaseSku):
             self._held.discard(message.sku)
@@ -183,15 +193,31 @@ class StockOwner(pykka.ThreadingActor):
         self._stale.clear()
         return True
 
+    def _busy(self) -> set[str]:
+        busy: set[str] = set()
+        for batch in self._in_flight.values():
+            busy.update(batch.skus)
+        return busy
+
     def _pump(self) -> None:
-        if self._in_flight is not None or not self._queue:
+        if not self._queue:
             return
-        if self._stale and not self._reload_stale():
-            pending, self._queue = self._queue, deque()
-            for op in pending:
-                refuse(op, "the database is unavailable; nothing was changed")
+        if self._settling:
+            if self._in_flight:
+                return  # later batches may have built on a failed one
+            self._settling = False
+        if len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT:
             return
-        plan = plan_batch(self._states, self._queue, self._held | self._awaiting, next(_batch_ids))
+        busy = self._busy()
+        if self._stale:
+            if not self._stale.isdisjoint(busy):
+                return
+            if not self._reload_stale():
+                pending, self._queue = self._queue, deque()
+                for op in pending:
+                    refuse(op, "the database is unavailable; nothing was changed")
+                return
+        plan = plan_batch(self._states, self._queue, self._held | self._awaiting, next(_batch_ids), busy)
         self._queue = plan.deferred
         for reply, answer in plan.immediate:
             reply.send(answer)
@@ -205,7 +231,9 @@ class StockOwner(pykka.ThreadingActor):
         if self._gone:
             self._forward_gone()
         if plan.batch is not None:
-            self._in_flight = plan.batch
+            self._in_flight[plan.batch.batch_id] = plan.batch
+            for row in plan.batch.stock_rows:
+                self._states[row.sku] = SkuState(row.sku, row.available, row.version)
             self._loop.call_soon_threadsafe(self._submit, plan.batch, self.actor_ref)
         if plan.handoffs and self.kind == "sku":
             # A SKU actor owns one SKU; once it is handed back it has no job.

@@ -74,13 +74,14 @@ def replay_answer(op: Any, stored: StoredOrder) -> Answer:
 
 
 class Committer:
-    """Commits owners' batches, several at a time in one transaction.
+    """Commits owners' batches, many at a time in one transaction.
 
-    Owners of different SKUs commit independently, but a transaction and its
-    fsync cost the same for one row or a thousand: batches that arrive while
-    `max_in_flight` transactions are running are merged into the next one.
-    Their SKUs are disjoint (one owner per SKU, one batch per owner), so a
-    merged transaction is just several batches made durable together.
+    A transaction and its fsync cost about the same for one row or a
+    thousand: batches that arrive while `max_in_flight` transactions are
+    running are merged into the next one. Batches of different owners touch
+    different SKUs; an owner's batches build on each other, so an owner has at
+    most one transaction running and its waiting batches go together, in
+    order, into its next one.
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class Committer:
         self._observe = observe
         self._max_in_flight = max_in_flight
         self._in_flight = 0
+        self._owners_in_db: set[int] = set()
         # (batch, owner to tell, or a future to settle with the outcome)
         self._waiting: list[tuple[Batch, Any]] = []
         self._tasks: set[asyncio.Task] = set()
@@ -118,7 +120,13 @@ class Committer:
     def _start_next(self) -> None:
         if not self._waiting or self._in_flight >= self._max_in_flight:
             return
-        group, self._waiting = self._waiting, []
+        group, later = [], []
+        for item in self._waiting:
+            (later if _owner_key(item[1]) in self._owners_in_db else group).append(item)
+        if not group:
+            return
+        self._waiting = later
+        self._owners_in_db.update(k for k in (_owner_key(w) for _, w in group) if k is not None)
         self._in_flight += 1
         task = asyncio.get_running_loop().create_task(self._commit_group(group))
         self._tasks.add(task)
@@ -130,9 +138,8 @@ class Committer:
             outcomes = await self._commit(batches)
             if outcomes is None:
                 # A stale owner spoiled the merged transaction: find out which
-                # batch it was by committing each on its own.
-                outcomes = await asyncio.gather(*(self._commit([b]) for b in batches))
-                outcomes = [o[0] for o in outcomes]
+                # one by committing each owner's batches on their own.
+                outcomes = await self._commit_per_owner(group)
             # Owners first, so they build their next batch while we answer this one.
             for (batch, waiter), outcome in zip(group, outcomes):
                 if isinstance(waiter, asyncio.Future):
@@ -144,7 +151,21 @@ class Committer:
                     self._succeed(batch, outcome.seconds)
         finally:
             self._in_flight -= 1
+            self._owners_in_db.difference_update(_owner_key(w) for _, w in group)
             self._start_next()
+
+    async def _commit_per_owner(self, group: list[tuple[Batch, Any]]) -> list:
+        chains: dict[Any, list[int]] = {}
+        for i, (_, waiter) in enumerate(group):
+            chains.setdefault(_owner_key(waiter) or ("future", i), []).append(i)
+        results = await asyncio.gather(*(self._commit([group[i][0] for i in idx]) for idx in chains.values()))
+        outcomes: list = [None] * len(group)
+        for idx, result in zip(chains.values(), results):
+            if result is None:  # the owner's own batches failed their fence
+                result = [self._fail(group[i][0], "a concurrent change won; retry", None) for i in idx]
+            for i, outcome in zip(idx, result):
+                outcomes[i] = outcome
+        return outcomes
 
     async def _commit(self, batches: list[Batch]) -> list | None:
         """Outcome per batch; None when a merged group failed a version fence."""
@@ -179,7 +200,7 @@ class Committer:
                 )
         self._publish(batch.changes)
 
-    def _fail(self, batch: Batch, detail: str, exc: BaseException) -> Failed:
+    def _fail(self, batch: Batch, detail: str, exc: BaseException | None) -> Failed:
         log.warning("batch not committed", error=repr(exc), requests=len(batch.entries), skus=len(batch.stock_rows))
         answer = unavailable_answer(detail)
         for entry in batch.entries:
@@ -195,6 +216,10 @@ class Committer:
             else:
                 retry.append(entry.op)
         return Conflicted(tuple(retry))
+
+
+def _owner_key(waiter: Any) -> int | None:
+    return None if isinstance(waiter, asyncio.Future) else id(waiter)
 
 
 def _tell_outcome(owner: Any, batch: Batch, outcome: Committed | Conflicted | Failed) -> None:
