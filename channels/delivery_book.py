@@ -108,9 +108,10 @@ class DeliveryBook:
         if known is not None and known[1] >= version:
             return  # an older or repeated change: the newer one already counts
         self.latest[sku] = (available, version)
-        self._consider(sku, origin)
+        self._consider(sku, known if origin else None)
 
-    def _consider(self, sku: str, origin: bool = False) -> None:
+    def _consider(self, sku: str, origin_previous: tuple[int, int] | None = None) -> None:
+        """`origin_previous`: this channel's own sale caused the change; the state before it."""
         available, version = self.latest[sku]
         if not self._listed(sku):
             self.unlisted.add(sku)
@@ -118,15 +119,25 @@ class DeliveryBook:
             return
         self.unlisted.discard(sku)
         quantity = channel_quantity(available, self.policy.buffer)
+        shown = self.confirmed.get(sku)
         settled_sku = sku not in self.uncertain and sku not in self.in_flight and sku not in self.pending
-        if origin and quantity > 0 and settled_sku and sku in self.confirmed:
-            # The channel sold it itself and already shows the result; a 0 is always pushed,
-            # since a store that oversold may show anything.
+        if (
+            origin_previous is not None
+            and quantity > 0
+            and settled_sku
+            and sku not in self.dead
+            and shown is not None
+            and shown[0] == channel_quantity(origin_previous[0], self.policy.buffer)
+        ):
+            # The channel was showing the truth and sold from it: it already shows the result.
+            # A 0 is always pushed, since a store that oversold may show anything.
             self.confirmed[sku] = (quantity, version)
             self.counters.origin_skipped += 1
             return
-        shown = self.confirmed.get(sku)
-        if shown is not None and shown[0] == quantity and settled_sku:
+        if origin_previous is not None:
+            # The store's own sale changed what it shows from something we cannot tell: push.
+            self.uncertain.add(sku)
+        elif shown is not None and shown[0] == quantity and settled_sku:
             self.counters.skipped_unchanged += 1
             return
         entry = self.pending.get(sku)
