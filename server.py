@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate-channels", add_help=False,
         help="play webhook/Shopify/WooCommerce channels on loopback (see --help after it)",
     )
+    commands.add_parser(
+        "loadtest", add_help=False,
+        help="flash sale / catalog / marketplace load against invsync and baselines, verified (see --help after it)",
+    )
     _add_database_flags(check)
     return parser
 
@@ -410,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
         from channels.simulator import run_simulator
 
         return run_simulator(argv[1:])
+    if argv and argv[0] == "loadtest":  # its own parser: see `invsync loadtest --help`
+        from loadtest.cli import run_loadtest
+
+        return run_loadtest(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(args.log_format)
     if args.command == "serve":
