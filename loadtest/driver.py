@@ -224,7 +224,8 @@ class Driver:
         if duplicate:
             key = f"{channel}/{op.order_id}"
             if key not in rec.orders:
-                return  # the buyer found nothing to buy: no order to redeliver
+                rec.counts["skipped"] += 1  # the buyer found nothing to buy: no order to redeliver
+                return
             path, body = "/_lt/redeliver", _encode({"order_id": op.order_id, "url": url})
         else:
             path = "/_lt/buy"

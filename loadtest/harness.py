@@ -361,6 +361,7 @@ async def run_system(config: Config, system: str, round_no: int, progress: _Prog
                 "oversold_units": oversold_units,
                 "restocks": counts.get("restocks", 0),
                 "nothing_shown": counts.get("nothing_shown", 0),
+                "skipped": counts.get("skipped", 0),
                 "errors": sum(drive.errors.values()),
                 "errors_by_kind": drive.errors,
             },
