@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="idle seconds after which a hot SKU goes back to its shard (default 30)",
     )
     serve.add_argument("--pool-size", type=int, default=_env_int("INVSYNC_POOL_SIZE", 20), help="database connections")
+    serve.add_argument(
+        "--request-timeout", type=float, default=float(os.environ.get("INVSYNC_REQUEST_TIMEOUT", "30")),
+        help="seconds a request waits for the actors before it is answered 503 (default 30)",
+    )
 
     check = commands.add_parser("check", help="verify the stored invariants of a database")
     commands.add_parser(
@@ -298,7 +302,7 @@ class Service:
                 order_rate.sample()
 
         self._ticker = asyncio.create_task(tick())
-        self.gateway = StockGateway(loop, supervisor, committer, pool)
+        self.gateway = StockGateway(loop, supervisor, committer, pool, timeout=args.request_timeout)
         self.readiness = {"recovered": False}
         app = build_app(
             gateway=self.gateway,

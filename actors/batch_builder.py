@@ -82,6 +82,8 @@ class Batch(msgspec.Struct, frozen=True):
     events: list[StockEvent]
     entries: list[BatchEntry]
     changes: list[StockChanged]
+    # Decided on state reloaded after a failure, not on batches still in flight.
+    fresh_base: bool = False
 
     @property
     def skus(self) -> tuple[str, ...]:

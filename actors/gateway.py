@@ -84,11 +84,15 @@ class StockGateway:
 
     async def _await(self, reply: Reply) -> Any:
         """The reply's value, or None after the timeout (the loop is never blocked)."""
-        timer = self._loop.call_later(self._timeout, reply.settle_here, None)
+        timer = self._loop.call_later(self._timeout, self._timed_out, reply)
         try:
             return await reply.future
         finally:
             timer.cancel()
+
+    def _timed_out(self, reply: Reply) -> None:
+        log.warning("no answer from the actors in time", timeout_s=self._timeout)
+        reply.settle_here(None)
 
     async def _ask(self, make: Any) -> Any:
         reply = Reply(self._loop)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from itertools import count
 from typing import Any
 
+import msgspec
 import pykka
 import structlog
 
@@ -89,6 +90,7 @@ class StockOwner(pykka.ThreadingActor):
         self._queue: deque = deque()
         self._in_flight: dict[int, Batch] = {}
         self._settling = False
+        self._fresh_base = False
         self._held: set[str] = set()
         self._awaiting: set[str] = set(expect)
         self._gone: set[str] = set()
@@ -119,7 +121,12 @@ class StockOwner(pykka.ThreadingActor):
             except Exception:
                 break
             message = envelope.message
-            pending.extend(message.requests if isinstance(message, HandleRequests) else (message,))
+            if isinstance(message, HandleRequests):
+                pending.extend(message.requests)
+            elif isinstance(message, BatchConflicted):
+                pending.extend(message.retry)  # to be decided again: nobody else will answer them
+            else:
+                pending.append(message)
         for op in pending:
             if isinstance(op, _QUEUED):
                 refuse(op, "the stock owner restarted; retry (orders are idempotent by order_id)")
@@ -206,6 +213,7 @@ class StockOwner(pykka.ThreadingActor):
             if self._in_flight:
                 return  # later batches may have built on a failed one
             self._settling = False
+            self._fresh_base = True
         if len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT:
             return
         busy = self._busy()
@@ -231,6 +239,9 @@ class StockOwner(pykka.ThreadingActor):
         if self._gone:
             self._forward_gone()
         if plan.batch is not None:
+            if self._fresh_base:
+                plan.batch = msgspec.structs.replace(plan.batch, fresh_base=True)
+                self._fresh_base = False
             self._in_flight[plan.batch.batch_id] = plan.batch
             for row in plan.batch.stock_rows:
                 self._states[row.sku] = SkuState(row.sku, row.available, row.version)

@@ -24,9 +24,11 @@ from actors.messages import (
     BatchConflicted,
     BatchFailed,
     CancelOrder,
+    HoldSku,
     PlaceOrder,
     SkuState,
     StockChanged,
+    Unavailable,
 )
 from persistence.stock_store import CommitConflicts, StoredOrder, commit_batch, entry_order_key
 
@@ -96,7 +98,10 @@ class Committer:
         self._observe = observe
         self._max_in_flight = max_in_flight
         self._in_flight = 0
-        self._owners_in_db: set[int] = set()
+        self._owners_in_db: set[str] = set()
+        # Owners whose batches failed: what they send before they have settled
+        # was decided on the failed batches and goes straight back.
+        self._poisoned: set[str] = set()
         # (batch, owner to tell, or a future to settle with the outcome)
         self._waiting: list[tuple[Batch, Any]] = []
         self._tasks: set[asyncio.Task] = set()
@@ -114,6 +119,12 @@ class Committer:
         return await future
 
     def _enqueue(self, batch: Batch, waiter: Any) -> None:
+        key = _owner_key(waiter)
+        if key in self._poisoned:
+            if not batch.fresh_base:
+                _tell_outcome(waiter, batch, Conflicted(tuple(entry.op for entry in batch.entries)))
+                return
+            self._poisoned.discard(key)
         self._waiting.append((batch, waiter))
         self._start_next()
 
@@ -146,6 +157,7 @@ class Committer:
                     waiter.set_result(outcome)
                 else:
                     _tell_outcome(waiter, batch, outcome)
+            self._return_dependent_batches(group, outcomes)
             for (batch, _), outcome in zip(group, outcomes):
                 if isinstance(outcome, Committed):
                     self._succeed(batch, outcome.seconds)
@@ -153,6 +165,29 @@ class Committer:
             self._in_flight -= 1
             self._owners_in_db.difference_update(_owner_key(w) for _, w in group)
             self._start_next()
+
+    def _return_dependent_batches(self, group, outcomes) -> None:
+        """An owner whose transaction did not commit gets its waiting batches back.
+
+        They were decided on top of the batches that failed, so they would
+        fail their version fence; unsent, their requests are simply decided
+        again once the owner has reloaded.
+        """
+        failed = {
+            _owner_key(waiter)
+            for (_, waiter), outcome in zip(group, outcomes)
+            if not isinstance(outcome, Committed) and _owner_key(waiter) is not None
+        }
+        if not failed:
+            return
+        self._poisoned.update(failed)
+        keep = []
+        for batch, waiter in self._waiting:
+            if _owner_key(waiter) in failed:
+                _tell_outcome(waiter, batch, Conflicted(tuple(entry.op for entry in batch.entries)))
+            else:
+                keep.append((batch, waiter))
+        self._waiting = keep
 
     async def _commit_per_owner(self, group: list[tuple[Batch, Any]]) -> list:
         chains: dict[Any, list[int]] = {}
@@ -218,8 +253,8 @@ class Committer:
         return Conflicted(tuple(retry))
 
 
-def _owner_key(waiter: Any) -> int | None:
-    return None if isinstance(waiter, asyncio.Future) else id(waiter)
+def _owner_key(waiter: Any) -> str | None:
+    return None if isinstance(waiter, asyncio.Future) else waiter.actor_urn
 
 
 def _tell_outcome(owner: Any, batch: Batch, outcome: Committed | Conflicted | Failed) -> None:
@@ -232,4 +267,16 @@ def _tell_outcome(owner: Any, batch: Batch, outcome: Committed | Conflicted | Fa
     try:
         owner.tell(message)
     except pykka.ActorDeadError:
-        pass  # a restarted owner reloads from the database
+        # A restarted owner reloads from the database; what was to be decided
+        # again is answered here, or nobody would.
+        if isinstance(outcome, Conflicted):
+            answer = unavailable_answer("the stock owner restarted; retry (orders are idempotent by order_id)")
+            for op in outcome.retry:
+                _refuse_here(op, answer)
+
+
+def _refuse_here(op: Any, answer: Answer) -> None:
+    if isinstance(op, HoldSku):
+        op.reply.settle_here(Unavailable("the stock owner restarted"))
+    else:
+        op.reply.settle_here(answer)

@@ -58,6 +58,7 @@ def service_args(**overrides) -> argparse.Namespace:
         hot_threshold=200,
         hot_idle_seconds=30,
         pool_size=10,
+        request_timeout=30.0,
         data_dir=Path("/nonexistent"),
         database_url=None,
     )

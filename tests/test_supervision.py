@@ -19,7 +19,8 @@ def _owners(service):
 
 
 def test_crashed_owner_answers_everything_and_restarts(make_service):
-    service = make_service(shards=2)
+    # A request that waited for the timeout was lost by the actors: make that visible.
+    service = make_service(shards=2, request_timeout=8.0)
     crashes = []
 
     async def scenario():
@@ -41,10 +42,10 @@ def test_crashed_owner_answers_everything_and_restarts(make_service):
     results = run(scenario())
     statuses = [s for s, _, _ in results]
     assert set(statuses) <= {201, 503}, set(statuses)
-    print('crash test: 201s', statuses.count(201), '503s', statuses.count(503))
     assert statuses.count(201) > 0
     unavailable = [b for s, b, _ in results if s == 503]
     assert all(b["error"] == "unavailable" for b in unavailable)
+    assert not [b for b in unavailable if "no decision in time" in b["detail"]]
     assert service.service.supervisor.proxy().restarts.get(timeout=5) >= len(crashes) > 0
 
     # After the restart the same SKUs work, and every acknowledged order is there.
