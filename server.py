@@ -237,15 +237,17 @@ class Service:
 
         from channels.hub import ChannelHub
 
+        self.metrics = metrics = Metrics()
         self.channels = ChannelHub(
             loop,
             pool,
             dead_letter_base_s=getattr(args, "dead_letter_base_s", 10.0),
             dead_letter_cap_s=getattr(args, "dead_letter_cap_s", 300.0),
             dead_letter_tick_s=getattr(args, "dead_letter_tick_s", 1.0),
+            observe_propagation=metrics.observe_propagation,
         )
         await self.channels.start()
-        self.metrics = metrics = Metrics()
+        metrics.channel_rows = self.channels.status_rows
         self.committer = committer = Committer(
             pool, publish=self.channels.publish, observe=metrics.observe_commit
         )
@@ -319,7 +321,7 @@ class Service:
                 owners=live_owners,
                 metrics=metrics,
                 order_rate=order_rate,
-                channels=self.channels.status_rows if hasattr(self.channels, "status_rows") else None,
+                channels=self.channels.status_rows,
             ),
             admin_token=os.environ.get("INVSYNC_ADMIN_TOKEN") or None,
         )

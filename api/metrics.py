@@ -7,10 +7,10 @@ scraped, from values that are safe to read without asking an actor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from actors.batch_builder import Batch
 
@@ -41,6 +41,27 @@ class _ActorGauges:
         yield hot
 
 
+class _ChannelGauges:
+    """Per-channel pushes and open dead letters, from the rows of the last scrape."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def collect(self):
+        pushes = CounterMetricFamily(
+            "invsync_channel_pushes", "SKU updates pushed to channels by outcome", labels=["channel", "outcome"]
+        )
+        dead = GaugeMetricFamily("invsync_dead_letters_open", "Dead letters waiting per channel", labels=["channel"])
+        for row in self.rows:
+            counters = row.get("counters") or {}
+            pushes.add_metric([row["id"], "success"], counters.get("confirmed", 0))
+            pushes.add_metric([row["id"], "throttled"], counters.get("throttled", 0))
+            pushes.add_metric([row["id"], "failed"], counters.get("failed", 0) + counters.get("retried", 0))
+            dead.add_metric([row["id"]], row.get("dead_letters", 0))
+        yield pushes
+        yield dead
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
@@ -58,7 +79,14 @@ class Metrics:
             "invsync_commit_latency_seconds", "Duration of one group commit", buckets=_LATENCY_BUCKETS, registry=registry
         )
         self.actor_restarts = Counter("invsync_actor_restarts", "Actors restarted after a crash", ["kind"], registry=registry)
+        self.propagation = Histogram(
+            "invsync_propagation_seconds", "From commit to confirmation by a channel", ["channel"],
+            buckets=_LATENCY_BUCKETS, registry=registry,
+        )
         self.started = Gauge("invsync_start_time_seconds", "Unix time the service started", registry=registry)
+        self._channels = _ChannelGauges()
+        registry.register(self._channels)
+        self.channel_rows: Callable[[], Awaitable[list[dict]]] | None = None
         self.started.set_to_current_time()
 
     def watch_actors(self, owners: Callable[[], Iterable[tuple[str, object]]]) -> None:
@@ -71,5 +99,10 @@ class Metrics:
             if entry.record is not None:
                 self.orders.labels(entry.record.channel, entry.record.status).inc()
 
-    def exposition(self) -> bytes:
+    def observe_propagation(self, channel: str, seconds: float) -> None:
+        self.propagation.labels(channel).observe(seconds)
+
+    async def exposition(self) -> bytes:
+        if self.channel_rows is not None:
+            self._channels.rows = await self.channel_rows()
         return generate_latest(self.registry)

@@ -14,7 +14,7 @@ _DASHBOARD = resources.files("api").joinpath("dashboard.html").read_bytes()
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].exposition()
+    body = await request.app[METRICS].exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

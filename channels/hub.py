@@ -9,8 +9,9 @@ ever waits on an actor with a blocking call.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -37,6 +38,7 @@ from channels.channel_messages import (
 from channels.dead_letter_actor import DeadLetterActor, Letter
 from channels.wire_types import HttpRequest
 from persistence import channel_store
+from channels.propagation import PropagationTracker
 from persistence.committer import DATABASE_ERRORS
 from persistence.stock_store import load_states
 
@@ -70,7 +72,7 @@ class ChannelIO:
         self._call(self._hub._wake, ref, delay, message)
 
     def confirmed(self, channel_id: str, rows: Sequence[tuple[str, int, int]]) -> None:
-        self._call(self._hub.confirmed_writer.record, channel_id, list(rows))
+        self._call(self._hub._confirmed, channel_id, list(rows))
 
     def upsert_dead(self, letter: Letter) -> None:
         self._call(self._hub._dead_ops.put_nowait, ("upsert", letter, None))
@@ -160,6 +162,7 @@ class ChannelHub:
         dead_letter_base_s: float = 10.0,
         dead_letter_cap_s: float = 300.0,
         dead_letter_tick_s: float = 1.0,
+        observe_propagation: Callable[[str, float], None] | None = None,
     ) -> None:
         self._loop = loop
         self._pool = pool
@@ -167,6 +170,7 @@ class ChannelHub:
         self._dl_cap = dead_letter_cap_s
         self._dl_tick = dead_letter_tick_s
         self.io = ChannelIO(self, loop)
+        self.propagation = PropagationTracker(observe_propagation or (lambda channel, seconds: None))
         self.confirmed_writer = ConfirmedWriter(pool)
         self.definitions: dict[str, ChannelDefinition] = {}
         self.actors: dict[str, Any] = {}
@@ -249,6 +253,7 @@ class ChannelHub:
         """Never blocks, never raises: changes of one loop turn go out as one message per channel."""
         if not changes or not self.actors:
             return
+        self.propagation.committed(changes)
         self._outbox.extend(changes)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -289,10 +294,14 @@ class ChannelHub:
             ) as response:
                 body = await response.read()
                 done = PushDone(request_id, response.status, dict(response.headers), body, None)
+                if response.status >= 400:
+                    self.propagation.failed(channel_id, f"HTTP {response.status}")
         except asyncio.TimeoutError:
             done = PushDone(request_id, 0, {}, b"", f"no answer within {timeout} s")
+            self.propagation.failed(channel_id, done.error)
         except (aiohttp.ClientError, OSError) as exc:
             done = PushDone(request_id, 0, {}, b"", f"{type(exc).__name__}: {str(exc)[:200]}")
+            self.propagation.failed(channel_id, done.error)
         finally:
             # No await from here on: "not busy" and "held changes delivered" happen together.
             if self._sends.get(channel_id) is asyncio.current_task():
@@ -301,6 +310,10 @@ class ChannelHub:
             if held:
                 done = msgspec.structs.replace(done, changes=tuple(held))
             _tell(ref, done)
+
+    def _confirmed(self, channel_id: str, rows: list[tuple[str, int, int]]) -> None:
+        self.confirmed_writer.record(channel_id, rows)
+        self.propagation.confirmed(channel_id, rows)
 
     def _wake(self, ref: Any, delay: float, message: Any) -> None:
         self._loop.call_later(delay, _tell, ref, message)
@@ -455,3 +468,62 @@ class ChannelHub:
 
     async def discard_dead_letter(self, channel_id: str, sku: str) -> bool:
         return bool(await self._ask(self.dead_letters, lambda reply: Discard(channel_id, sku, reply), timeout=15))
+
+
+    # --- monitoring -------------------------------------------------------------------------
+
+    async def status_rows(self) -> list[dict]:
+        """One row per channel for /internal/status (asks each actor, never blocks the loop)."""
+        counts = await self.dead_letter_counts()
+        rows = []
+        for channel_id, definition in sorted(self.definitions.items()):
+            described = await self.channel_status(channel_id) if definition.enabled else None
+            p50, p99 = self.propagation.latency_ms(channel_id)
+            last_error = self.propagation.last_error.get(channel_id)
+            last_success = self.propagation.last_success.get(channel_id)
+            rows.append(
+                {
+                    "id": channel_id,
+                    "kind": definition.kind,
+                    "state": channel_state(definition.enabled, described),
+                    "pending": (described or {}).get("pending", 0) + (described or {}).get("in_flight", 0),
+                    "unlisted": (described or {}).get("unlisted_skus", 0),
+                    "last_success": _iso(last_success) if last_success else None,
+                    "last_error": f"{_iso(last_error[0])} {last_error[1]}" if last_error else None,
+                    "dead_letters": _dead_letters_of(counts, channel_id),
+                    "propagation_p50_ms": p50,
+                    "propagation_p99_ms": p99,
+                    "counters": (described or {}).get("counters", {}),
+                }
+            )
+        return rows
+
+
+# Consecutive failed pushes after which the channel counts as down: it is then
+# only probed at the backoff cap, like an open circuit breaker.
+CIRCUIT_OPEN_AFTER = 5
+
+
+def channel_state(enabled: bool, described: dict | None) -> str:
+    if not enabled:
+        return "disabled"
+    if not described:
+        return "starting"
+    if described.get("consecutive_failures", 0) >= CIRCUIT_OPEN_AFTER:
+        return "circuit open"
+    if described.get("backing_off_s", 0) > 0:
+        return "backing off"
+    if described.get("throttled_for_s", 0) > 0:
+        return "throttled"
+    return "healthy"
+
+
+def _dead_letters_of(counts: dict, channel_id: str) -> int:
+    value = counts.get(channel_id, 0) if isinstance(counts, dict) else 0
+    if isinstance(value, dict):
+        return int(value.get("open", value.get("count", 0)))
+    return int(value or 0)
+
+
+def _iso(wall: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))

@@ -72,3 +72,33 @@ def test_status_reports_actors_orders_and_database(service):
     assert all(s["alive"] for s in body["actors"]["shards"])
     assert body["actors"]["hot_skus"] == [] and isinstance(body["channels"], list)
     assert page_status == 200 and 'fetch("status"' in page
+
+
+def test_channel_figures_reach_status_and_metrics(make_service):
+    from channels.simulator_state import ChannelSpec
+    from tests.channel_e2e_helpers import SimThread, connect, shown, wait_until
+
+    sim = SimThread([ChannelSpec(id="mon", kind="webhook", secret="s")], 3)
+    service = make_service()
+    try:
+        async def scenario():
+            async with Client(service.url, service.headers) as c:
+                await connect(c, sim, ChannelSpec(id="mon", kind="webhook", secret="s"), timeout_s=0.5)
+                await c.set_stock("P", 10)
+                for i in range(3):
+                    await c.order(f"p{i}", [("P", 1)])
+                assert await wait_until(lambda: shown(sim, "mon").get("P") == 7, timeout=10)
+                status = (await c.request("GET", "/internal/status"))[1]
+                async with c.session.get(service.url + "/internal/metrics") as r:
+                    return status, await r.text()
+
+        status, text = run(scenario())
+    finally:
+        sim.stop()
+    (row,) = status["channels"]
+    assert row["id"] == "mon" and row["kind"] == "webhook" and row["state"] == "healthy"
+    assert row["last_success"] is not None and row["last_error"] is None and row["dead_letters"] == 0
+    assert row["propagation_p50_ms"] is not None and row["propagation_p99_ms"] >= row["propagation_p50_ms"]
+    assert _value(text, "invsync_channel_pushes_total", channel="mon", outcome="success") >= 1
+    assert _value(text, "invsync_propagation_seconds_count", channel="mon") >= 1
+    assert _value(text, "invsync_dead_letters_open", channel="mon") == 0
