@@ -78,6 +78,7 @@ class DriveResult(msgspec.Struct):
     errors: dict[str, int]
     histogram: bytes  # HdrHistogram.encode() of every answered operation, µs
     timeline: list[tuple[float, int, float, float, float]]  # (second, answered, p50 ms, p99 ms, max ms)
+    client_cpu_percent: float = 0.0  # this process (driver, and the polling baseline's poller), 100 = one core
 
 
 class Recorder:
@@ -272,6 +273,7 @@ class Driver:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session:
             self._session = session
             rec.start = start = time.monotonic()
+            cpu_before = time.process_time()
             deadline = start + duration_s if duration_s is not None else None
             progress_task = None
             if on_progress is not None:
@@ -328,6 +330,7 @@ class Driver:
                     progress_task.cancel()
                     on_progress(rec, time.monotonic() - start)  # type: ignore[misc]
             elapsed = time.monotonic() - start
+            cpu_used = time.process_time() - cpu_before
         self._session = None
         answered = rec.histogram.get_total_count()
         return DriveResult(
@@ -339,6 +342,7 @@ class Driver:
             errors=dict(rec.errors),
             histogram=rec.histogram.encode(),
             timeline=rec.timeline(),
+            client_cpu_percent=100 * cpu_used / elapsed if elapsed > 0 else 0.0,
         )
 
 

@@ -389,6 +389,7 @@ async def run_system(config: Config, system: str, round_no: int, progress: _Prog
                 "peak_rss_mb": round(peak_rss / 2**20, 1) if peak_rss else None,
                 "cpu_percent": round(100 * split.server_s / elapsed, 1) if split and elapsed else None,
                 "database_cpu_percent": round(100 * split.database_s / elapsed, 1) if split and elapsed else None,
+                "client_cpu_percent": round(drive.client_cpu_percent, 1),
                 **{k: round(v, 3) for k, v in timings.items()},
             },
             dead_letters=dead.counts if dead is not None else None,
