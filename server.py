@@ -244,10 +244,10 @@ class Service:
             dead_letter_base_s=getattr(args, "dead_letter_base_s", 10.0),
             dead_letter_cap_s=getattr(args, "dead_letter_cap_s", 300.0),
             dead_letter_tick_s=getattr(args, "dead_letter_tick_s", 1.0),
-            observe_propagation=metrics.observe_propagation,
         )
         await self.channels.start()
         metrics.channel_rows = self.channels.status_rows
+        metrics.watch_propagation(self.channels.propagation)
         self.committer = committer = Committer(
             pool, publish=self.channels.publish, observe=metrics.observe_commit
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from actors.batch_builder import Batch
 
@@ -62,6 +62,35 @@ class _ChannelGauges:
         yield dead
 
 
+class _PropagationHistograms:
+    """invsync_propagation_seconds by channel, from the tracker's own bucket counts.
+
+    Tens of thousands of confirmations a second are cheaper to count into
+    buckets as they come than to observe one by one.
+    """
+
+    # every fourth bound of the tracker: ~1 ms, 1.6 ms, 2.5 ms ... 60 s
+    _EVERY = 4
+
+    def __init__(self, tracker) -> None:
+        self._tracker = tracker
+
+    def collect(self):
+        from channels.propagation import BOUNDS
+
+        family = HistogramMetricFamily(
+            "invsync_propagation_seconds", "From commit to confirmation by a channel", labels=["channel"]
+        )
+        for channel, latencies in sorted(self._tracker.channels.items()):
+            buckets, running = [], 0
+            for i, (bound, count) in enumerate(zip(BOUNDS, latencies.cumulative)):
+                running += count
+                if i % self._EVERY == 0 or bound == float("inf"):
+                    buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+            family.add_metric([channel], buckets, latencies.sum)
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
@@ -79,10 +108,6 @@ class Metrics:
             "invsync_commit_latency_seconds", "Duration of one group commit", buckets=_LATENCY_BUCKETS, registry=registry
         )
         self.actor_restarts = Counter("invsync_actor_restarts", "Actors restarted after a crash", ["kind"], registry=registry)
-        self.propagation = Histogram(
-            "invsync_propagation_seconds", "From commit to confirmation by a channel", ["channel"],
-            buckets=_LATENCY_BUCKETS, registry=registry,
-        )
         self.started = Gauge("invsync_start_time_seconds", "Unix time the service started", registry=registry)
         self._channels = _ChannelGauges()
         registry.register(self._channels)
@@ -99,8 +124,8 @@ class Metrics:
             if entry.record is not None:
                 self.orders.labels(entry.record.channel, entry.record.status).inc()
 
-    def observe_propagation(self, channel: str, seconds: float) -> None:
-        self.propagation.labels(channel).observe(seconds)
+    def watch_propagation(self, tracker) -> None:
+        self.registry.register(_PropagationHistograms(tracker))
 
     async def exposition(self) -> bytes:
         if self.channel_rows is not None:

@@ -95,7 +95,8 @@ class ConfirmedWriter:
     """Writes confirmed (channel, sku) -> (quantity, version) rows, newest per key, in groups.
 
     The state only saves work after a clean restart (after a crash everything is resent), so it
-    is written at most once per `interval_s` rather than once per push; `flush` writes at once.
+    is written at most once per `interval_s` (5 s in service) rather than once per push; `flush`
+    writes at once.
     """
 
     def __init__(self, pool, interval_s: float = 1.0) -> None:
@@ -162,7 +163,6 @@ class ChannelHub:
         dead_letter_base_s: float = 10.0,
         dead_letter_cap_s: float = 300.0,
         dead_letter_tick_s: float = 1.0,
-        observe_propagation: Callable[[str, float], None] | None = None,
     ) -> None:
         self._loop = loop
         self._pool = pool
@@ -170,8 +170,8 @@ class ChannelHub:
         self._dl_cap = dead_letter_cap_s
         self._dl_tick = dead_letter_tick_s
         self.io = ChannelIO(self, loop)
-        self.propagation = PropagationTracker(observe_propagation or (lambda channel, seconds: None))
-        self.confirmed_writer = ConfirmedWriter(pool)
+        self.propagation = PropagationTracker()
+        self.confirmed_writer = ConfirmedWriter(pool, interval_s=5.0)
         self.definitions: dict[str, ChannelDefinition] = {}
         self.actors: dict[str, Any] = {}
         self.dead_letters: Any = None
