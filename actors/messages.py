@@ -41,66 +41,56 @@ class StockEvent(msgspec.Struct, frozen=True):
 # --- commands: loop -> supervisor -> owner -------------------------------------------
 
 
-class PlaceOrder(msgspec.Struct, frozen=True):
+class _OrderRequest(msgspec.Struct, frozen=True):
     channel: str
     order_id: str
     lines: tuple[OrderLine, ...]
+
+    @property
+    def skus(self) -> frozenset[str]:
+        return frozenset(line.sku for line in self.lines)
+
+
+class _SkuRequest(msgspec.Struct, frozen=True):
+    sku: str
+
+    @property
+    def skus(self) -> frozenset[str]:
+        return frozenset((self.sku,))
+
+
+class PlaceOrder(_OrderRequest, frozen=True):
     body_hash: str
     reply: Any
     # Orders that a channel already sold cannot be refused: they take what
     # there is and are recorded as oversold (see issue 3).
     take_available: bool = False
 
-    @property
-    def skus(self) -> frozenset[str]:
-        return frozenset(line.sku for line in self.lines)
 
-
-class CancelOrder(msgspec.Struct, frozen=True):
-    channel: str
-    order_id: str
-    lines: tuple[OrderLine, ...]  # what the order took, as stored with it
+class CancelOrder(_OrderRequest, frozen=True):
+    # `lines` are what the order took, as stored with it.
     from_status: str  # the status it had when read; the commit is fenced on it
     reply: Any
 
-    @property
-    def skus(self) -> frozenset[str]:
-        return frozenset(line.sku for line in self.lines)
 
-
-class SetStock(msgspec.Struct, frozen=True):
-    sku: str
+class SetStock(_SkuRequest, frozen=True):
     available: int
     reason: str | None
     if_match: int | None
     reply: Any
 
-    @property
-    def skus(self) -> frozenset[str]:
-        return frozenset((self.sku,))
 
-
-class AdjustStock(msgspec.Struct, frozen=True):
-    sku: str
+class AdjustStock(_SkuRequest, frozen=True):
     delta: int
     reason: str | None
     if_match: int | None
     reply: Any
 
-    @property
-    def skus(self) -> frozenset[str]:
-        return frozenset((self.sku,))
 
-
-class HoldSku(msgspec.Struct, frozen=True):
+class HoldSku(_SkuRequest, frozen=True):
     """Pause a SKU for an order that spans owners; answered with SkuHeld."""
 
-    sku: str
     reply: Any
-
-    @property
-    def skus(self) -> frozenset[str]:
-        return frozenset((self.sku,))
 
 
 class ReleaseSku(msgspec.Struct, frozen=True):
@@ -110,15 +100,10 @@ class ReleaseSku(msgspec.Struct, frozen=True):
     state: SkuState | None
 
 
-class HandOffSku(msgspec.Struct, frozen=True):
+class HandOffSku(_SkuRequest, frozen=True):
     """Give a SKU (state and all) to another owner once nothing of it is in flight."""
 
-    sku: str
     to: Any
-
-    @property
-    def skus(self) -> frozenset[str]:
-        return frozenset((self.sku,))
 
 
 class ExpectSku(msgspec.Struct, frozen=True):
