@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--lines-per-order", type=int, default=1)
     w.add_argument("--max-qty", type=int, help="units per line: uniform in 1..max")
     w.add_argument("--duplicate-rate", type=float, default=0.0, help="share of operations that resend an earlier order")
-    w.add_argument("--restock-rate", type=float, help="catalog: share of operations that are restocks")
+    w.add_argument("--restock-rate", type=float, help="catalog, marketplace: share of operations that are restocks")
     w.add_argument("--restock-units", type=int, default=20)
     w.add_argument("--zipf", type=float, default=None, metavar="S", help="catalog/marketplace: Zipf demand with exponent S (uniform when absent)")
     w.add_argument("--seed", type=int, default=1)

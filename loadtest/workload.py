@@ -158,7 +158,7 @@ def operations(spec: WorkloadSpec, run_tag: str = "") -> Iterator[Operation]:
         if recent and draw_duplicate < spec.duplicate_rate:
             yield Duplicate(recent[rng.randrange(len(recent))])
             continue
-        if spec.scenario == "catalog" and draw_restock < spec.restock_rate:
+        if spec.scenario in ("catalog", "marketplace") and draw_restock < spec.restock_rate:
             yield Restock(f"{tag}r{n:09d}", demand.pick(), spec.restock_units)
             continue
         lines = demand.lines(spec.lines_per_order, spec.max_qty)
