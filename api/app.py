@@ -8,10 +8,10 @@ from aiohttp import web
 from actors.gateway import StockGateway
 from api import health_routes, monitoring_routes, openapi, order_routes, stock_routes
 from api.app_keys import GATEWAY, METRICS, POOL, READINESS, SERVICE_INFO, STATUS
-from api.auth import bearer_auth, internal_access
+from api.auth import api_refusal, internal_refusal
 from api.metrics import Metrics
 from api.status import StatusReporter
-from api.errors import error_middleware
+from api.errors import edge_middleware
 
 MAX_BODY = 1024 * 1024
 
@@ -30,7 +30,7 @@ def build_app(
 ) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[error_middleware, bearer_auth(token), internal_access(admin_token)],
+        middlewares=[edge_middleware(api_refusal(token), internal_refusal(admin_token))],
     )
     app[METRICS] = metrics if metrics is not None else Metrics()
     if status is not None:

@@ -1,9 +1,10 @@
-"""Bearer-token authentication of the /v1 API."""
+"""Who may call what: the API token for /v1, the admin token or loopback for /internal."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -13,19 +14,19 @@ from api.errors import error_response
 _UNAUTHENTICATED_PREFIXES = ("/v1/webhooks/",)
 
 
-def bearer_auth(token: str):
+def api_refusal(token: str) -> Callable[[web.Request], web.Response | None]:
+    """/v1/* needs the API token (channel webhooks are signed instead)."""
     expected = f"Bearer {token}".encode()
 
-    @web.middleware
-    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+    def refuse(request: web.Request) -> web.Response | None:
         path = request.path
         if path.startswith("/v1/") and not path.startswith(_UNAUTHENTICATED_PREFIXES):
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 return error_response(401, "unauthorized", "send Authorization: Bearer <token>", "Authorization")
-        return await handler(request)
+        return None
 
-    return middleware
+    return refuse
 
 
 # Probes must work without credentials; the rest of /internal shows the inside.
@@ -39,12 +40,11 @@ def _is_loopback(remote: str | None) -> bool:
         return False
 
 
-def internal_access(admin_token: str | None):
+def internal_refusal(admin_token: str | None) -> Callable[[web.Request], web.Response | None]:
     """/internal/*: the admin token when one is set, else only from loopback."""
     expected = f"Bearer {admin_token}".encode() if admin_token else None
 
-    @web.middleware
-    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+    def refuse(request: web.Request) -> web.Response | None:
         path = request.path
         if path.startswith("/internal/") and path not in _OPEN_INTERNAL:
             if expected is not None:
@@ -53,6 +53,6 @@ def internal_access(admin_token: str | None):
                     return error_response(401, "unauthorized", "send Authorization: Bearer <admin token>", "Authorization")
             elif not _is_loopback(request.remote):
                 return error_response(403, "forbidden", "set INVSYNC_ADMIN_TOKEN to reach /internal from elsewhere")
-        return await handler(request)
+        return None
 
-    return middleware
+    return refuse
