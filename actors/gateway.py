@@ -10,6 +10,7 @@ order is committed in one transaction, and the holds are released.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from itertools import count
 from typing import Any
 
@@ -52,6 +53,7 @@ class StockGateway:
         committer: Committer,
         pool: asyncpg.Pool,
         timeout: float = 30.0,
+        recent_answers: int = 100_000,
     ) -> None:
         self._loop = loop
         self._supervisor = supervisor
@@ -61,6 +63,10 @@ class StockGateway:
         # (channel, order_id) -> (body hash, future of the first answer)
         self._in_flight: dict[tuple[str, str], tuple[str, asyncio.Future]] = {}
         self._outbox: list[Any] = []
+        # The final answers of recent orders, so retries are answered from memory
+        # (older ones are found by the commit's idempotency check in the database).
+        self._recent: OrderedDict[tuple[str, str], tuple[str, Answer]] = OrderedDict()
+        self._recent_limit = recent_answers
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -110,6 +116,9 @@ class StockGateway:
         take_available: bool = False,
     ) -> Answer:
         key = (channel, order_id)
+        recent = self._recent.get(key)
+        if recent is not None:
+            return self._replay(recent, body_hash, channel, order_id)
         running = self._in_flight.get(key)
         if running is not None:
             # The same order on another connection right now: one decision for both.
@@ -133,7 +142,25 @@ class StockGateway:
             del self._in_flight[key]
             if not first.done():
                 first.set_result(answer)
+        if answer.status < 500 and answer.status != 422:
+            self._remember(key, body_hash, answer)
         return answer
+
+    def _remember(self, key: tuple[str, str], body_hash: str, answer: Answer) -> None:
+        self._recent[key] = (body_hash, msgspec.structs.replace(answer, replayed=False))
+        if len(self._recent) > self._recent_limit:
+            self._recent.popitem(last=False)
+
+    @staticmethod
+    def _replay(recent: tuple[str, Answer], body_hash: str, channel: str, order_id: str) -> Answer:
+        first_hash, answer = recent
+        if first_hash != body_hash:
+            return error_answer(
+                422, "idempotency_conflict",
+                f"order {order_id!r} on channel {channel!r} was already placed with a different body",
+                "order_id",
+            )
+        return msgspec.structs.replace(answer, replayed=True)
 
     async def _place(self, order: PlaceOrder) -> Answer:
         answer = await self._ask(lambda reply: msgspec.structs.replace(order, reply=reply))

@@ -128,11 +128,14 @@ def test_replay_after_restart_returns_first_answer(make_service):
     async def replay(svc):
         async with Client(svc.url, svc.headers) as c:
             await c.request("POST", "/v1/stock/r/adjust", {"delta": 5})
-            return await c.order("keep-me", [("r", 1)]), await c.order("too-late", [("r", 1)])
+            different = await c.order("keep-me", [("r", 2)])  # answered by the database's record
+            return await c.order("keep-me", [("r", 1)]), await c.order("too-late", [("r", 1)]), different
 
-    (r1, rb1, h1), (r2, rb2, h2) = run(replay(second))
+    (r1, rb1, h1), (r2, rb2, h2), (r3, rb3, _) = run(replay(second))
     assert (r1, rb1, h1["Idempotent-Replayed"]) == (201, b1, "true")
     assert (r2, rb2, h2["Idempotent-Replayed"]) == (409, b2, "true")
+    assert (r3, rb3["error"]) == (422, "idempotency_conflict")
+    assert run(query(second.dsn, "SELECT available FROM stock WHERE sku = 'r'"))[0]["available"] == 5
 
 
 def test_conditional_writes_never_lose_an_update(service):
