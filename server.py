@@ -15,7 +15,6 @@ import secrets
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -29,21 +28,6 @@ VERSION = "0.1.0"
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
-
-
-@dataclass
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    data_dir: Path = Path(".invsync")
-    database_url: str | None = None
-    shards: int = 16
-    hot_threshold: int = 200
-    hot_idle_seconds: int = 30
-    pool_size: int = 20
-    api_token: str | None = None
-    log_format: str = "auto"
-    extra: dict = field(default_factory=dict)
 
 
 def _add_database_flags(parser: argparse.ArgumentParser) -> None:
@@ -104,17 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
 # --- logging --------------------------------------------------------------------------
 
 
-_second_cache: list = [0, ""]
+class UtcTimestamper:
+    """ISO 8601 UTC timestamps, formatting each second once (there is a line per order)."""
 
+    def __init__(self) -> None:
+        self._second = 0
+        self._prefix = ""
 
-def _utc_timestamp(_logger, _method, event: dict) -> dict:
-    """ISO 8601 UTC timestamps, formatting each second once (logs are per order)."""
-    now = time.time()
-    second = int(now)
-    if _second_cache[0] != second:
-        _second_cache[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    event["timestamp"] = f"{_second_cache[1]}.{int((now - second) * 1e6):06d}Z"
-    return event
+    def __call__(self, _logger, _method, event: dict) -> dict:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second, self._prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        event["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+        return event
 
 
 def configure_logging(fmt: str) -> None:
@@ -131,7 +118,7 @@ def configure_logging(fmt: str) -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            _utc_timestamp,
+            UtcTimestamper(),
             structlog.processors.format_exc_info,
             renderer,
         ],
