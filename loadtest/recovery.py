@@ -60,6 +60,7 @@ async def _recovery(args: argparse.Namespace) -> dict:
     data_dir = workdir / "data"
     figures: dict = {"format": "invsync-loadtest-recovery", "version": 1, "skus": skus, "channels": args.channels or 0}
     simulator = None
+    server = None
     try:
         spec = wl.WorkloadSpec(scenario="catalog", skus=skus, stock=stock, orders=1)
         initial = wl.initial_stock(spec)
@@ -76,20 +77,23 @@ async def _recovery(args: argparse.Namespace) -> dict:
             import aiohttp
 
             from loadtest.harness import _register_channels
-            from loadtest.systems import converge, read_stock
+            from loadtest.systems import RssSampler as RssPeak
+            from loadtest.systems import converge
 
             simulator = Simulator(workdir, [f"ch{i + 1:03d}" for i in range(args.channels)], ["webhook"] * args.channels,
                                   [], {}, 1)
             await simulator.start()
             async with aiohttp.ClientSession() as http:
                 t = time.monotonic()
+                peak = RssPeak(server.pid)
+                peak.start()
                 await _register_channels(http, server.base_url, TOKEN, simulator, enabled=True)
                 # truth does not change: compare once per poll against the seeded quantity
                 async def truth():
                     return {s: stock for s in wl.sku_names(spec)}
-                ok, waited, _, _ = await converge(http, simulator, truth, 1800)
+                ok, waited, _, _ = await converge(http, simulator, truth, args.settle)
                 figures["initial_push"] = {"converged": ok, "seconds": round(time.monotonic() - t, 2),
-                                           "rss_mb": round(_rss_mb(server.pid), 1)}
+                                           "peak_rss_mb": round(await peak.stop() / 2**20, 1)}
         await server.stop()
         server, ready = await _start(data_dir, port, workdir / "server.log", args.server_arg)
         figures["clean_restart"] = {"ready_s": round(ready, 2), "rss_mb": round(_rss_mb(server.pid), 1)}
@@ -105,9 +109,11 @@ async def _recovery(args: argparse.Namespace) -> dict:
             capture_output=True, text=True, env={**os.environ, "INVSYNC_LOG_FORMAT": "json"},
         )
         figures["check"] = {"exit": check.returncode, "output": check.stdout.strip().splitlines()[-1:] }
-        figures["ok"] = check.returncode == 0
+        figures["ok"] = check.returncode == 0 and figures.get("initial_push", {}).get("converged", True)
         return figures
     finally:
+        if server is not None:
+            await server.stop()
         if simulator is not None:
             await simulator.stop()
         if not args.keep:
