@@ -102,19 +102,16 @@ class ConfirmedWriter:
     def __init__(self, pool, interval_s: float = 1.0) -> None:
         self._pool = pool
         self._interval = interval_s
-        self._buffer: dict[tuple[str, str], tuple[int, int]] = {}
+        self._buffer: dict[str, dict[str, tuple[int, int]]] = {}  # channel -> sku -> (quantity, version)
         self._task: asyncio.Task | None = None
         self._now = asyncio.Event()
         self.writes = 0
 
     def record(self, channel_id: str, rows: list[tuple[str, int, int]]) -> None:
-        buffer = self._buffer
-        for sku, quantity, version in rows:
-            key = (channel_id, sku)
-            previous = buffer.get(key)
-            if previous is None or previous[1] <= version:
-                buffer[key] = (quantity, version)
-        if self._task is None and buffer:
+        # A channel confirms in version order (one push in flight, never an
+        # older version), so the last row recorded per SKU is the newest.
+        self._buffer.setdefault(channel_id, {}).update({sku: (q, v) for sku, q, v in rows})
+        if self._task is None and self._buffer:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
@@ -128,15 +125,16 @@ class ConfirmedWriter:
                 rows, self._buffer = self._buffer, {}
                 try:
                     await channel_store.upsert_confirmed(
-                        self._pool, [(c, s, q, v) for (c, s), (q, v) in rows.items()]
+                        self._pool, [(c, s, q, v) for c, skus in rows.items() for s, (q, v) in skus.items()]
                     )
                     self.writes += 1
                 except DATABASE_ERRORS as exc:
-                    log.warning("confirmed state not stored; retrying", error=repr(exc), rows=len(rows))
-                    for key, value in rows.items():
-                        newer = self._buffer.get(key)
-                        if newer is None or newer[1] < value[1]:
-                            self._buffer[key] = value
+                    log.warning("confirmed state not stored; retrying", error=repr(exc), channels=len(rows))
+                    for channel_id, skus in rows.items():
+                        newer = self._buffer.setdefault(channel_id, {})
+                        for sku, value in skus.items():
+                            if sku not in newer or newer[sku][1] < value[1]:
+                                newer[sku] = value
                     await asyncio.sleep(1.0)
         finally:
             self._task = None
