@@ -233,14 +233,17 @@ class Simulator:
 
 
 class Poller:
-    """Every `interval` s: read the stock table, push every SKU whose quantity changed to every channel."""
+    """Every `interval` s: read the stock table, push every SKU whose version changed to every channel.
+
+    By version, not by quantity: a store lowers what it shows when it sells, so a SKU sold there
+    and restocked back to the same quantity between two polls must be pushed again."""
 
     def __init__(self, dsn: str, targets: list[ChannelTarget], interval: float, skus: list[str]) -> None:
         self.dsn = dsn
         self.targets = targets
         self.interval = interval
         self.skus = set(skus)
-        self.pushed: dict[str, dict[str, int]] = {t.id: {} for t in targets}  # what each channel confirmed
+        self.pushed: dict[str, dict[str, int]] = {t.id: {} for t in targets}  # version each channel confirmed
         self.polls = 0
         self._task: asyncio.Task | None = None
         self._pusher: Pusher | None = None
@@ -252,12 +255,12 @@ class Poller:
 
         async def one(channel_id: str) -> None:
             known = self.pushed[channel_id]
-            updates = [Update(sku, a, v) for sku, (a, v) in stock.items() if sku in self.skus and known.get(sku) != a]
+            updates = [Update(sku, a, v) for sku, (a, v) in stock.items() if sku in self.skus and known.get(sku) != v]
             if updates:
                 confirmed = await self._pusher.push(channel_id, updates)  # type: ignore[union-attr]
                 for u in updates:
                     if u.sku in confirmed:
-                        known[u.sku] = u.quantity
+                        known[u.sku] = u.version
 
         await asyncio.gather(*(one(t.id) for t in self.targets))
 
