@@ -239,6 +239,5 @@ class ChannelActor(pykka.ThreadingActor):
                 "failed": book.counters.failed,
                 "dead_lettered": book.counters.dead_lettered,
                 "skipped_unchanged": book.counters.skipped_unchanged,
-                "origin_skipped": book.counters.origin_skipped,
             },
         }

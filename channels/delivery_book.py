@@ -66,7 +66,6 @@ class Counters(msgspec.Struct):
     failed: int = 0
     dead_lettered: int = 0
     skipped_unchanged: int = 0
-    origin_skipped: int = 0
 
 
 class DeliveryBook:
@@ -103,15 +102,22 @@ class DeliveryBook:
             self.offer(sku, available, version)
 
     def offer(self, sku: str, available: int, version: int, origin: bool = False) -> None:
-        """A committed change of `sku`. `origin`: this channel's own order caused it."""
+        """A committed change of `sku`. `origin`: this channel's own order caused it.
+
+        The origin channel is pushed too. It lowered its own count when it
+        sold, but a push of ours (an absolute quantity, computed before its
+        sale was committed) may have overwritten that since, and nothing would
+        ever correct it: the store's own count is not something we can know.
+        """
         known = self.latest.get(sku)
         if known is not None and known[1] >= version:
             return  # an older or repeated change: the newer one already counts
         self.latest[sku] = (available, version)
-        self._consider(sku, known if origin else None)
+        if origin:
+            self.uncertain.add(sku)  # what it shows now is its own doing
+        self._consider(sku)
 
-    def _consider(self, sku: str, origin_previous: tuple[int, int] | None = None) -> None:
-        """`origin_previous`: this channel's own sale caused the change; the state before it."""
+    def _consider(self, sku: str) -> None:
         available, version = self.latest[sku]
         if not self._listed(sku):
             self.unlisted.add(sku)
@@ -121,23 +127,7 @@ class DeliveryBook:
         quantity = channel_quantity(available, self.policy.buffer)
         shown = self.confirmed.get(sku)
         settled_sku = sku not in self.uncertain and sku not in self.in_flight and sku not in self.pending
-        if (
-            origin_previous is not None
-            and quantity > 0
-            and settled_sku
-            and sku not in self.dead
-            and shown is not None
-            and shown[0] == channel_quantity(origin_previous[0], self.policy.buffer)
-        ):
-            # The channel was showing the truth and sold from it: it already shows the result.
-            # A 0 is always pushed, since a store that oversold may show anything.
-            self.confirmed[sku] = (quantity, version)
-            self.counters.origin_skipped += 1
-            return
-        if origin_previous is not None:
-            # The store's own sale changed what it shows from something we cannot tell: push.
-            self.uncertain.add(sku)
-        elif shown is not None and shown[0] == quantity and settled_sku:
+        if shown is not None and shown[0] == quantity and settled_sku:
             self.counters.skipped_unchanged += 1
             return
         entry = self.pending.get(sku)

@@ -192,3 +192,19 @@ def test_token_bucket_never_allows_more_than_burst_plus_rate_per_second(rate, bu
     for start in sent:
         in_window = sum(1 for t in sent if start <= t < start + 1.0)
         assert in_window <= burst + rate + 1e-6
+
+
+def test_the_origin_store_is_corrected_when_our_push_overwrote_its_own_sale():
+    """Found by the marketplace load test: a store sells (14 -> 13 on its own), our push
+    of another store's sale (13, computed before its sale was committed) lands on it, and
+    then its sale is committed: the truth is 12 and the store must be told so."""
+    book = DeliveryBook(Policy())
+    book.offer("A", 14, 1)
+    (first,) = book.select(0.0, 10)
+    book.settle([PushOutcome("A", 1, "confirmed")], 0.0, lambda: 0.5)
+    book.offer("A", 13, 2)  # another store's sale
+    (second,) = book.select(0.0, 10)
+    book.settle([PushOutcome("A", 2, "confirmed")], 0.0, lambda: 0.5)  # overwrote the store's own 13 with 13
+    book.offer("A", 12, 3, origin=True)  # now its own sale is committed
+    batch = book.select(0.0, 10)
+    assert [(u.sku, u.quantity, u.version) for u in batch] == [("A", 12, 3)]
