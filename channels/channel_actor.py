@@ -141,10 +141,10 @@ class ChannelActor(pykka.ThreadingActor):
             return
         book = self._book
         while True:
-            due = book.next_due()
+            now = self._clock()
+            due = book.next_due(now)
             if due is None:
                 return
-            now = self._clock()
             ready_at = max(due, self._pause_until, now + self._limiter.wait(now))
             if ready_at > now:
                 self._wake(ready_at, now)

@@ -17,7 +17,8 @@ that needs one is never sent there and is reported in `unlisted`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Container, Iterable, Sequence
 
 import msgspec
 
@@ -68,6 +69,55 @@ class Counters(msgspec.Struct):
     skipped_unchanged: int = 0
 
 
+class PendingEntries(dict):
+    """SKU -> Entry, with the SKUs also queued in arrival order.
+
+    Choosing the next batch takes from the front of the queue instead of
+    scanning (or copying) every pending SKU, which would make a first push of
+    a large catalogue quadratic. The queue may hold SKUs that were removed or
+    queued twice since; those are skipped when they come up.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: deque[str] = deque()
+
+    def __setitem__(self, sku: str, entry: Entry) -> None:
+        if sku not in self:
+            self.order.append(sku)
+        super().__setitem__(sku, entry)
+
+    def take_due(self, now: float, limit: int, in_flight: Container[str]) -> list[tuple[str, Entry]]:
+        """Up to `limit` due entries not in flight, removed, oldest first."""
+        taken: list[tuple[str, Entry]] = []
+        waiting: list[str] = []
+        order = self.order
+        while order and len(taken) < limit:
+            sku = order.popleft()
+            entry = self.get(sku)
+            if entry is None:
+                continue  # removed since it was queued (or queued twice and already taken)
+            if entry.not_before > now or sku in in_flight:
+                waiting.append(sku)
+                continue
+            del self[sku]
+            taken.append((sku, entry))
+        order.extendleft(reversed(waiting))
+        return taken
+
+    def earliest(self, now: float, in_flight: Container[str]) -> float | None:
+        """The earliest `not_before` (returns at once when something is already due)."""
+        earliest = None
+        for sku, entry in self.items():
+            if sku in in_flight:
+                continue
+            if entry.not_before <= now:
+                return entry.not_before
+            if earliest is None or entry.not_before < earliest:
+                earliest = entry.not_before
+        return earliest
+
+
 class DeliveryBook:
     def __init__(self, policy: Policy, listed: Callable[[str], bool] = lambda sku: True) -> None:
         self.policy = policy
@@ -75,7 +125,7 @@ class DeliveryBook:
         self.latest: dict[str, tuple[int, int]] = {}  # sku -> (available, version): the truth as known
         self.confirmed: dict[str, tuple[int, int]] = {}  # sku -> (quantity, version) the channel holds
         self.uncertain: set[str] = set()  # a push whose outcome is unknown: the channel may show it
-        self.pending: dict[str, Entry] = {}
+        self.pending = PendingEntries()
         self.in_flight: dict[str, Update] = {}
         self.attempts: dict[str, int] = {}
         self.dead: set[str] = set()  # SKUs with an open dead letter on this channel
@@ -174,21 +224,14 @@ class DeliveryBook:
 
     # --- what to send --------------------------------------------------------------------
 
-    def next_due(self) -> float | None:
+    def next_due(self, now: float = float("-inf")) -> float | None:
         """The earliest `not_before` of a pending entry (None: nothing pending)."""
-        due = [e.not_before for sku, e in self.pending.items() if sku not in self.in_flight]
-        return min(due) if due else None
+        return self.pending.earliest(now, self.in_flight)
 
     def select(self, now: float, limit: int) -> list[Update]:
         """The next batch, marked in flight. Empty when nothing is due."""
         batch: list[Update] = []
-        for sku in list(self.pending):
-            if len(batch) >= limit:
-                break
-            entry = self.pending[sku]
-            if entry.not_before > now or sku in self.in_flight:
-                continue
-            del self.pending[sku]
+        for sku, entry in self.pending.take_due(now, limit, self.in_flight):
             shown = self.confirmed.get(sku)
             if shown is not None:
                 if entry.version < shown[1]:
