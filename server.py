@@ -57,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_database_flags(serve)
     serve.add_argument("--host", default=os.environ.get("INVSYNC_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=_env_int("INVSYNC_PORT", 8080))
-    serve.add_argument("--shards", type=int, default=_env_int("INVSYNC_SHARDS", 16), help="shard actors (default 16)")
+    serve.add_argument(
+        "--shards", type=int, default=_env_int("INVSYNC_SHARDS", 4),
+        help="shard actors (default 4: actors share one interpreter lock and commits are merged "
+        "across owners, so more shards mean more thread wake-ups, not more parallelism)",
+    )
     serve.add_argument(
         "--hot-threshold", type=int, default=_env_int("INVSYNC_HOT_THRESHOLD", 200),
         help="mutations per second that give a SKU its own actor (default 200)",
