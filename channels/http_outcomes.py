@@ -51,6 +51,7 @@ def whole_batch_outcome_for_status(
     *,
     now: float | None = None,
     detail: str | None = None,
+    body: bytes | None = None,
 ) -> list[PushOutcome] | None:
     """Outcome for statuses whose meaning does not depend on the body; None for 2xx (format decides).
 
@@ -59,6 +60,8 @@ def whole_batch_outcome_for_status(
     """
     if 200 <= status < 300:
         return None
+    if detail is None and body:
+        detail = body[:200].decode("utf-8", "replace")
     suffix = f": {detail}" if detail else ""
     retry_after = parse_retry_after(header_value(headers, "Retry-After"), now=now)
     if status == 429:
@@ -67,3 +70,14 @@ def whole_batch_outcome_for_status(
     if status >= 500 or status in (408, 425):
         return outcomes_for_all(updates, "retry", retry_after=retry_after, error=f"HTTP {status}{suffix}")
     return outcomes_for_all(updates, "failed", error=f"HTTP {status}{suffix}")
+
+
+def check_batch(updates: Sequence[Update], ids: Mapping[str, str], limit: int, store: str, id_name: str) -> None:
+    """A batch a store's API can take: not empty, within its limit, every SKU listed."""
+    if not updates:
+        raise ValueError(f"a {store} push needs at least one update")
+    if len(updates) > limit:
+        raise ValueError(f"{len(updates)} updates exceed {store}'s batch limit of {limit}")
+    unmapped = [u.sku for u in updates if u.sku not in ids]
+    if unmapped:
+        raise ValueError(f"no {store} {id_name} for SKUs: {', '.join(unmapped)}")

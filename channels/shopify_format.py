@@ -34,7 +34,7 @@ from typing import Any
 
 import msgspec
 
-from channels.http_outcomes import DEFAULT_THROTTLE_SECONDS, whole_batch_outcome_for_status
+from channels.http_outcomes import DEFAULT_THROTTLE_SECONDS, check_batch, whole_batch_outcome_for_status
 from channels.wire_types import HttpRequest, PushOutcome, Update, outcomes_for_all
 
 MAX_BATCH = 250
@@ -84,13 +84,7 @@ def build_set_quantities_request(
     inventory_item_ids: Mapping[str, str],
 ) -> HttpRequest:
     """`inventory_item_ids` maps SKU -> Shopify inventory item id (numeric or gid)."""
-    if not updates:
-        raise ValueError("a Shopify push needs at least one update")
-    if len(updates) > MAX_BATCH:
-        raise ValueError(f"{len(updates)} updates exceed Shopify's batch limit of {MAX_BATCH}")
-    unmapped = [u.sku for u in updates if u.sku not in inventory_item_ids]
-    if unmapped:
-        raise ValueError(f"no Shopify inventory item id for SKUs: {', '.join(unmapped)}")
+    check_batch(updates, inventory_item_ids, MAX_BATCH, "Shopify", "inventory item id")
     location = _gid(LOCATION_GID_PREFIX, config.location_id)
     quantities = [
         {
@@ -179,8 +173,7 @@ def interpret_set_quantities_response(
     *,
     now: float | None = None,
 ) -> list[PushOutcome]:
-    detail = body[:200].decode("utf-8", "replace") if body else None
-    whole = whole_batch_outcome_for_status(updates, status, headers, now=now, detail=detail)
+    whole = whole_batch_outcome_for_status(updates, status, headers, now=now, body=body)
     if whole is not None:
         return whole
     try:

@@ -62,8 +62,7 @@ def interpret_webhook_response(
     *,
     now: float | None = None,
 ) -> list[PushOutcome]:
-    detail = body[:200].decode("utf-8", "replace") if body else None
-    whole = whole_batch_outcome_for_status(updates, status, headers, now=now, detail=detail)
+    whole = whole_batch_outcome_for_status(updates, status, headers, now=now, body=body)
     if whole is not None:
         return whole
     return outcomes_for_all(updates, "confirmed")

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from channels.http_outcomes import whole_batch_outcome_for_status
+from channels.http_outcomes import check_batch, whole_batch_outcome_for_status
 from channels.wire_types import HttpRequest, PushOutcome, Update, outcomes_for_all
 
 MAX_BATCH = 100
@@ -56,13 +56,7 @@ def build_batch_update_request(
     product_ids: Mapping[str, str],
 ) -> HttpRequest:
     """`product_ids` maps SKU -> WooCommerce product (or variation) id."""
-    if not updates:
-        raise ValueError("a WooCommerce push needs at least one update")
-    if len(updates) > MAX_BATCH:
-        raise ValueError(f"{len(updates)} updates exceed WooCommerce's batch limit of {MAX_BATCH}")
-    unmapped = [u.sku for u in updates if u.sku not in product_ids]
-    if unmapped:
-        raise ValueError(f"no WooCommerce product id for SKUs: {', '.join(unmapped)}")
+    check_batch(updates, product_ids, MAX_BATCH, "WooCommerce", "product id")
     ids = [int(product_ids[u.sku]) for u in updates]
     if len(set(ids)) != len(ids):
         # Responses are matched back by id, so one id twice in a batch would be ambiguous.
@@ -107,8 +101,7 @@ def interpret_batch_update_response(
     *,
     now: float | None = None,
 ) -> list[PushOutcome]:
-    detail = body[:200].decode("utf-8", "replace") if body else None
-    whole = whole_batch_outcome_for_status(updates, status, headers, now=now, detail=detail)
+    whole = whole_batch_outcome_for_status(updates, status, headers, now=now, body=body)
     if whole is not None:
         return whole
     try:
