@@ -235,6 +235,7 @@ class Service:
             dead_letter_base_s=getattr(args, "dead_letter_base_s", 10.0),
             dead_letter_cap_s=getattr(args, "dead_letter_cap_s", 300.0),
             dead_letter_tick_s=getattr(args, "dead_letter_tick_s", 1.0),
+            on_restart=lambda kind: metrics.actor_restarts.labels(kind).inc(),
         )
         await self.channels.start()
         metrics.channel_rows = self.channels.status_rows
@@ -244,7 +245,9 @@ class Service:
         )
         owner_refs: dict[int, tuple[str, str, object]] = {}
         live_owners = lambda: [o for o in list(owner_refs.values()) if o[2].is_alive()]  # noqa: E731
-        metrics.watch_actors(lambda: [(kind, ref) for kind, _, ref in live_owners()])
+        metrics.watch_actors(
+            lambda: [(kind, ref) for kind, _, ref in live_owners()] + self.channels.actor_refs()
+        )
 
         def owner_loader(index: int, exclude: frozenset[str], only: str | None):
             def load(skus):

@@ -161,6 +161,7 @@ class ChannelHub:
         dead_letter_base_s: float = 10.0,
         dead_letter_cap_s: float = 300.0,
         dead_letter_tick_s: float = 1.0,
+        on_restart: Callable[[str], None] = lambda kind: None,
     ) -> None:
         self._loop = loop
         self._pool = pool
@@ -169,6 +170,7 @@ class ChannelHub:
         self._dl_tick = dead_letter_tick_s
         self.io = ChannelIO(self, loop)
         self.propagation = PropagationTracker()
+        self._on_restart = on_restart
         self.confirmed_writer = ConfirmedWriter(pool, interval_s=5.0)
         self.definitions: dict[str, ChannelDefinition] = {}
         self.actors: dict[str, Any] = {}
@@ -359,6 +361,7 @@ class ChannelHub:
                 self._loop.create_task(self._restart_dead_letters())
         elif self.actors.get(channel_id) == ref:
             self.restarts += 1
+            self._on_restart("channel")
             self._loop.create_task(self._restart_channel(channel_id))
 
     async def _restart_channel(self, channel_id: str) -> None:
@@ -370,6 +373,7 @@ class ChannelHub:
 
     async def _restart_dead_letters(self) -> None:
         self.restarts += 1
+        self._on_restart("dead_letters")
         while not self._dead_ops.empty():  # its last writes first, then read them back
             await asyncio.sleep(0.05)
         letters = await channel_store.load_dead_letters(self._pool)
@@ -470,6 +474,13 @@ class ChannelHub:
 
     # --- monitoring -------------------------------------------------------------------------
 
+    def actor_refs(self) -> list[tuple[str, Any]]:
+        """(kind, ref) of the channel actors and the dead-letter actor, for mailbox metrics."""
+        refs: list[tuple[str, Any]] = [("channel", ref) for ref in list(self.actors.values())]
+        if self.dead_letters is not None:
+            refs.append(("dead_letters", self.dead_letters))
+        return refs
+
     async def status_rows(self) -> list[dict]:
         """One row per channel for /internal/status (asks each actor, never blocks the loop)."""
         counts = await self.dead_letter_counts()
@@ -525,3 +536,4 @@ def _dead_letters_of(counts: dict, channel_id: str) -> int:
 
 def _iso(wall: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
+

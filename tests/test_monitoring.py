@@ -102,3 +102,5 @@ def test_channel_figures_reach_status_and_metrics(make_service):
     assert _value(text, "invsync_channel_pushes_total", channel="mon", outcome="success") >= 1
     assert _value(text, "invsync_propagation_seconds_count", channel="mon") >= 1
     assert _value(text, "invsync_dead_letters_open", channel="mon") == 0
+    assert _value(text, "invsync_mailbox_depth", kind="channel") >= 0
+    assert _value(text, "invsync_mailbox_depth", kind="dead_letters") >= 0
