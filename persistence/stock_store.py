@@ -35,6 +35,20 @@ SELECT channel, order_id, body_hash, status, http_status, response FROM invsync_
 """
 
 
+_ORDER_CONFLICT = "IV409"
+
+_CONFLICTS_SQL = """
+SELECT o.channel, o.order_id, o.body_hash, o.status, o.http_status, o.response
+FROM orders o JOIN unnest($1::text[], $2::text[]) AS i(channel, order_id)
+  ON o.channel = i.channel AND o.order_id = i.order_id
+UNION ALL
+SELECT o.channel, o.order_id, o.body_hash, o.status, o.http_status, coalesce(o.cancel_response, o.response)
+FROM orders o JOIN unnest($3::text[], $4::text[], $5::text[]) AS u(channel, order_id, from_status)
+  ON o.channel = u.channel AND o.order_id = u.order_id
+WHERE o.status <> u.from_status
+"""
+
+
 def _commit_args(batch: Batch) -> list[list]:
     rows, events = batch.stock_rows, batch.events
     records = [e.record for e in batch.entries if e.record is not None]
@@ -68,15 +82,24 @@ def _commit_args(batch: Batch) -> list[list]:
 
 
 async def commit_batch(pool: asyncpg.Pool, batch: Batch) -> CommitConflicts | None:
-    """Commit the batch in one round trip, or return the conflicts and write nothing.
+    """Commit the batch in one round trip, or write nothing and return the conflicts.
 
     Raises asyncpg.SerializationError when a stock row's version is not the
     one the owner expected (another writer got there first: reload and retry),
     and connection errors when the database is away (outcome unknown).
     """
-    found = await pool.fetch(_COMMIT_SQL, *_commit_args(batch))
-    if not found:
+    args = _commit_args(batch)
+    try:
+        await pool.fetch(_COMMIT_SQL, *args)
         return None
+    except asyncpg.PostgresError as exc:
+        if getattr(exc, "sqlstate", None) != _ORDER_CONFLICT:
+            raise
+    # Some order of the batch is already recorded: nothing was written; say which.
+    found = await pool.fetch(_CONFLICTS_SQL, args[12], args[13], args[19], args[20], args[21])
+    if not found:
+        # Gone again (cannot happen with one writer per order): let the owner retry.
+        raise asyncpg.SerializationError("order conflict vanished")
     return CommitConflicts(
         {
             (r["channel"], r["order_id"]): StoredOrder(
