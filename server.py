@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -225,6 +226,10 @@ class Service:
             partitions[shard_of(state.sku, args.shards)][state.sku] = state
         log.info("stock recovered", skus=len(states), seconds=round(time.monotonic() - self._started, 3))
         del states
+        # What start-up loaded lives as long as the process: keep the cyclic
+        # collector from walking it again on every full collection.
+        gc.collect()
+        gc.freeze()
 
         from channels.hub import ChannelHub
 

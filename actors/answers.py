@@ -11,21 +11,21 @@ import msgspec
 _encode = msgspec.json.Encoder().encode
 
 
-class Answer(msgspec.Struct, frozen=True):
+class Answer(msgspec.Struct, frozen=True, gc=False):
     status: int
     body: bytes
     replayed: bool = False
     etag: str | None = None
 
 
-class AcceptedLine(msgspec.Struct, frozen=True):
+class AcceptedLine(msgspec.Struct, frozen=True, gc=False):
     sku: str
     qty: int
     available_after: int
     version: int
 
 
-class Shortfall(msgspec.Struct, frozen=True):
+class Shortfall(msgspec.Struct, frozen=True, gc=False):
     sku: str
     requested: int
     available: int
@@ -39,7 +39,7 @@ class OrderView(msgspec.Struct, frozen=True, omit_defaults=True):
     shortfall: list[Shortfall] | None = None
 
 
-class StockView(msgspec.Struct, frozen=True):
+class StockView(msgspec.Struct, frozen=True, gc=False):
     sku: str
     available: int
     version: int

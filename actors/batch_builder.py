@@ -42,7 +42,7 @@ from actors.messages import (
 _encode = msgspec.json.Encoder().encode
 
 
-class OrderRecord(msgspec.Struct, frozen=True):
+class OrderRecord(msgspec.Struct, frozen=True, gc=False):
     """The idempotency record of an order: its first answer, stored with it."""
 
     channel: str
@@ -54,7 +54,7 @@ class OrderRecord(msgspec.Struct, frozen=True):
     lines: bytes  # JSON list of what the order took: [{"sku", "qty"}]
 
 
-class OrderStatusChange(msgspec.Struct, frozen=True):
+class OrderStatusChange(msgspec.Struct, frozen=True, gc=False):
     channel: str
     order_id: str
     from_status: str
@@ -69,7 +69,7 @@ class BatchEntry(msgspec.Struct, frozen=True):
     status_change: OrderStatusChange | None = None
 
 
-class StockRow(msgspec.Struct, frozen=True):
+class StockRow(msgspec.Struct, frozen=True, gc=False):
     sku: str
     expected_version: int  # 0: the SKU is new
     available: int

@@ -12,12 +12,12 @@ from typing import Any
 import msgspec
 
 
-class OrderLine(msgspec.Struct, frozen=True):
+class OrderLine(msgspec.Struct, frozen=True, gc=False):
     sku: str
     qty: int
 
 
-class SkuState(msgspec.Struct, frozen=True):
+class SkuState(msgspec.Struct, frozen=True, gc=False):
     """What an owner knows of one SKU: committed available units and version."""
 
     sku: str
@@ -25,7 +25,7 @@ class SkuState(msgspec.Struct, frozen=True):
     version: int
 
 
-class StockEvent(msgspec.Struct, frozen=True):
+class StockEvent(msgspec.Struct, frozen=True, gc=False):
     """One row of the audit log."""
 
     sku: str
@@ -179,7 +179,7 @@ class Unavailable(msgspec.Struct, frozen=True):
     detail: str
 
 
-class StockChanged(msgspec.Struct, frozen=True):
+class StockChanged(msgspec.Struct, frozen=True, gc=False):
     """A committed change of a SKU, offered to every channel but its origin."""
 
     sku: str
