@@ -275,4 +275,3 @@ def _give_up_hold(reply: Reply) -> None:
     reply.settle_here(None)
 
 
-__all__ = ["StockGateway", "Unavailable"]

@@ -105,7 +105,6 @@ class Committer:
         # (batch, owner to tell, or a future to settle with the outcome)
         self._waiting: list[tuple[Batch, Any]] = []
         self._tasks: set[asyncio.Task] = set()
-        self.batches = 0
         self.transactions = 0
 
     def submit(self, batch: Batch, owner: Any) -> None:
@@ -222,7 +221,6 @@ class Committer:
 
     def _succeed(self, batch: Batch, seconds: float) -> None:
         """Answer and announce a committed batch (after its owner was told)."""
-        self.batches += 1
         self._observe(batch, seconds)
         for entry in batch.entries:
             entry.op.reply.settle_here(entry.answer)
